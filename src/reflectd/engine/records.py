@@ -1,0 +1,86 @@
+"""The durable records of a room: user entries, client records, and the room's snapshot.
+
+User values are kept as encoded JSON bytes: reading one decodes a fresh copy (a mutator can
+never alter stored state by mutating what it read), and a patch reuses the bytes as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import msgspec
+
+RoomStatus = Literal["open", "closed", "deleted"]
+
+
+class Entry(msgspec.Struct, frozen=True):
+    """A user value with the room version of its last change; ``deleted`` marks a tombstone.
+
+    A tombstone keeps its last value (as the original does) and is kept for ever, so that a
+    client behind it learns of the delete in its fast-forward.
+    """
+
+    version: int
+    deleted: bool
+    value: bytes
+
+
+class ClientRecord(msgspec.Struct, frozen=True):
+    """What the room knows of a client (spec 3.8)."""
+
+    client_group_id: str
+    #: the cookie the server believes the client has
+    base_cookie: int | None
+    #: last applied mutation id (0 = none)
+    last_mutation_id: int
+    #: room version at which ``last_mutation_id`` last changed
+    last_mutation_id_version: int | None
+    last_seen_ms: int | None
+    user_id: str | None
+    #: set by the close beacon while the client was still connected
+    last_mutation_id_at_close: int | None = None
+
+
+class RoomRecord(msgspec.Struct, frozen=True):
+    """A room in the app's rooms index."""
+
+    room_id: str
+    jurisdiction: Literal["", "eu"] = ""
+    status: RoomStatus = "open"
+
+
+@dataclass(slots=True)
+class RoomSnapshot:
+    """Everything stored for one room, as loaded by a storage backend."""
+
+    version: int | None = None
+    connected_clients: frozenset[str] = frozenset()
+    clients: dict[str, ClientRecord] = field(default_factory=dict)
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RoomWrites:
+    """The writes of one turn (or one connect), committed atomically by a backend.
+
+    ``None`` for ``version`` and ``connected_clients`` means unchanged.
+    """
+
+    version: int | None = None
+    connected_clients: frozenset[str] | None = None
+    #: client records to insert or replace
+    clients: dict[str, ClientRecord] = field(default_factory=dict)
+    #: clients to delete: clientID -> userID of the deleted record (kept in a tombstone)
+    deleted_clients: dict[str, str | None] = field(default_factory=dict)
+    #: user entries to insert or replace (live values and tombstones)
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return (
+            self.version is None
+            and self.connected_clients is None
+            and not self.clients
+            and not self.deleted_clients
+            and not self.entries
+        )

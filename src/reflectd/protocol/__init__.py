@@ -1,0 +1,1 @@
+"""Wire types and the strict codec of the Reflect 0.39 sync protocol."""

@@ -1,0 +1,116 @@
+"""Parse upstream frames strictly and encode downstream frames exactly.
+
+Frames are JSON arrays: ``[type, body]`` (and ``["error", kind, message]`` downstream).
+Untrusted input is parsed here, once; everything after this module works with typed values.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+
+from reflectd.errors import ErrorKind, InvalidMessage
+from reflectd.protocol.messages import (
+    ConnectedBody,
+    PingBody,
+    PokeBody,
+    PongBody,
+    PullBody,
+    PullResponseBody,
+    PushBody,
+    Upstream,
+)
+
+_frame_decoder = msgspec.json.Decoder(tuple[str, msgspec.Raw])
+_body_decoders: dict[str, msgspec.json.Decoder[Any]] = {
+    "ping": msgspec.json.Decoder(PingBody),
+    "push": msgspec.json.Decoder(PushBody),
+    "pull": msgspec.json.Decoder(PullBody),
+}
+_encoder = msgspec.json.Encoder()
+
+
+def parse_upstream(frame: str | bytes) -> Upstream:
+    """Parse one upstream frame; raise ``InvalidMessage`` saying what is wrong."""
+    try:
+        kind, raw_body = _frame_decoder.decode(frame)
+    except msgspec.DecodeError as e:
+        raise InvalidMessage(f"invalid frame: {e}") from None
+    decoder = _body_decoders.get(kind)
+    if decoder is None:
+        raise InvalidMessage(f"unknown message type {kind!r}")
+    try:
+        body: Upstream = decoder.decode(raw_body)
+    except msgspec.DecodeError as e:
+        raise InvalidMessage(f"invalid {kind} message: {e}") from None
+    return body
+
+
+# ------------------------------------------------------------------------------ downstream
+
+
+def encode_connected(body: ConnectedBody) -> bytes:
+    return _encoder.encode(("connected", body))
+
+
+PONG_FRAME: bytes = _encoder.encode(("pong", PongBody()))
+
+
+def encode_poke(body: PokeBody) -> bytes:
+    return _encoder.encode(("poke", body))
+
+
+def encode_pull_response(body: PullResponseBody) -> bytes:
+    return _encoder.encode(("pull", body))
+
+
+def encode_error(kind: ErrorKind, message: str) -> bytes:
+    return _encoder.encode(("error", kind, message))
+
+
+# ----------------------------------------------------------------------------- JSON values
+
+
+class InvalidJSONValue(ValueError):
+    """A value a mutator tried to store cannot be represented in JSON as JavaScript reads it."""
+
+
+def encode_json_value(value: Any) -> bytes:
+    """Encode a user value as JSON, refusing what JavaScript could not read back.
+
+    NaN and infinities have no JSON form (msgspec would silently write ``null``), keys must
+    be strings, and only JSON types are allowed.
+    """
+    _check_json_value(value, depth=0)
+    return _encoder.encode(value)
+
+
+def decode_json_value(data: bytes) -> Any:
+    return msgspec.json.decode(data)
+
+
+_MAX_DEPTH = 1000
+
+
+def _check_json_value(value: Any, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise InvalidJSONValue("value is nested too deeply")
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidJSONValue(f"{value!r} is not a JSON number")
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_json_value(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidJSONValue(f"object key {key!r} is not a string")
+            _check_json_value(item, depth + 1)
+        return
+    raise InvalidJSONValue(f"{type(value).__name__} is not a JSON type")

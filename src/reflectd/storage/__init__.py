@@ -1,0 +1,1 @@
+"""Storage backends: a ``Store`` protocol with memory and SQLite implementations."""
