@@ -58,44 +58,44 @@ class ProtocolError(ReflectdError):
 
 
 class InvalidMessage(ProtocolError):
-    kind = "InvalidMessage"
+    kind: ClassVar[ErrorKind] = "InvalidMessage"
     closes_socket = False
 
 
 class InvalidConnectionRequest(ProtocolError):
-    kind = "InvalidConnectionRequest"
+    kind: ClassVar[ErrorKind] = "InvalidConnectionRequest"
 
 
 class InvalidConnectionRequestBaseCookie(InvalidConnectionRequest):
-    kind = "InvalidConnectionRequestBaseCookie"
+    kind: ClassVar[ErrorKind] = "InvalidConnectionRequestBaseCookie"
 
 
 class InvalidConnectionRequestLastMutationID(InvalidConnectionRequest):
-    kind = "InvalidConnectionRequestLastMutationID"
+    kind: ClassVar[ErrorKind] = "InvalidConnectionRequestLastMutationID"
 
 
 class InvalidPush(ProtocolError):
-    kind = "InvalidPush"
+    kind: ClassVar[ErrorKind] = "InvalidPush"
 
 
 class ClientNotFound(ProtocolError):
-    kind = "ClientNotFound"
+    kind: ClassVar[ErrorKind] = "ClientNotFound"
 
 
 class RoomClosed(ProtocolError):
-    kind = "RoomClosed"
+    kind: ClassVar[ErrorKind] = "RoomClosed"
 
 
 class RoomNotFound(ProtocolError):
-    kind = "RoomNotFound"
+    kind: ClassVar[ErrorKind] = "RoomNotFound"
 
 
 class Unauthorized(ProtocolError):
-    kind = "Unauthorized"
+    kind: ClassVar[ErrorKind] = "Unauthorized"
 
 
 class VersionNotSupported(ProtocolError):
-    kind = "VersionNotSupported"
+    kind: ClassVar[ErrorKind] = "VersionNotSupported"
 
 
 class LimitExceeded(InvalidPush):

@@ -15,7 +15,7 @@ from msgspec import UNSET, Raw, UnsetType
 # ---------------------------------------------------------------- upstream (client -> server)
 
 
-class _Upstream(msgspec.Struct, forbid_unknown_fields=True, rename="camel", frozen=True):
+class _Upstream(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     pass
 
 

@@ -1,0 +1,331 @@
+"""The room engine: one room's clients, pending mutations and turns, with no I/O.
+
+Messages, the time (``now_ms``) and identifiers go in; changes to persist (``take_writes``)
+and frames to send (``take_effects``) come out. The caller commits the writes before it
+delivers the effects: nothing that depends on a write leaves before the write is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from reflectd.engine.handlers import EngineSettings, RoomHandlers
+from reflectd.engine.pending import PendingMutation, enqueue, next_clock_offset, plan_push
+from reflectd.engine.records import ClientRecord, Entry, RoomSnapshot, RoomWrites
+from reflectd.engine.state import RoomState
+from reflectd.engine.transaction import NO_MUTATION_ID, WriteTransaction
+from reflectd.errors import (
+    ClientNotFound,
+    InvalidConnectionRequest,
+    InvalidConnectionRequestBaseCookie,
+    InvalidConnectionRequestLastMutationID,
+)
+from reflectd.protocol.codec import encode_connected, encode_pull_response
+from reflectd.protocol.messages import ConnectedBody, PullBody, PullResponseBody, PushBody
+
+logger = logging.getLogger(__name__)
+
+#: prefix of per-client user keys, soft-deleted when the client is deleted
+PER_CLIENT_PREFIX = "-/p/"
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``frame`` on the socket of ``connection_id``."""
+
+    connection_id: int
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the socket of ``connection_id`` without an error frame."""
+
+    connection_id: int
+
+
+Effect = Send | Close
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    connection_id: int
+    client_id: str
+    client_group_id: str
+    #: the AuthData: the auth handler's result, or ``{"userID": ...}``
+    auth: Mapping[str, Any]
+    base_cookie: int | None
+    lmid: int
+    wsid: str
+    debug_perf: bool = False
+
+
+@dataclass(slots=True)
+class Connection:
+    """A connected client, in memory only (the original's ClientState)."""
+
+    connection_id: int
+    client_id: str
+    client_group_id: str
+    auth: Mapping[str, Any]
+    debug_perf: bool = False
+    clock_offset_ms: float | None = None
+    sent_initial_presence: bool = False
+
+    @property
+    def user_id(self) -> str:
+        return str(self.auth.get("userID", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class BeaconOutcome:
+    """The close beacon's HTTP answer (spec 3.8 table)."""
+
+    status: int
+    text: str
+
+
+def compare_cookies(a: int | None, b: int | None) -> int:
+    """Order cookies with ``None`` below every number."""
+    if a == b:
+        return 0
+    if a is None:
+        return -1
+    if b is None:
+        return 1
+    return -1 if a < b else 1
+
+
+class Room:
+    """One room's engine. Not thread-safe: the caller serialises all calls."""
+
+    def __init__(
+        self,
+        room_id: str,
+        snapshot: RoomSnapshot,
+        *,
+        handlers: RoomHandlers,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.room_id = room_id
+        self.state = RoomState(snapshot)
+        self.handlers = handlers
+        self.settings = settings or EngineSettings()
+        self.connections: dict[str, Connection] = {}
+        self.queue: list[PendingMutation] = []
+        self.last_gc_ms: int | None = None
+        self._effects: list[Effect] = []
+
+    # ----------------------------------------------------------------------- outputs
+
+    def take_writes(self) -> RoomWrites:
+        return self.state.take_writes()
+
+    def take_effects(self) -> list[Effect]:
+        effects, self._effects = self._effects, []
+        return effects
+
+    def emit(self, effect: Effect) -> None:
+        self._effects.append(effect)
+
+    # ----------------------------------------------------------------------- room start
+
+    def start(self) -> None:
+        """Run the room-start handler (spec 3.9). Its writes bump the version; no poke.
+
+        Raises whatever the handler raises; the room must then not be used.
+        """
+        handler = self.handlers.room_start_handler
+        if handler is None:
+            return
+        version = (self.state.version or 0) + 1
+        tx = self.transaction(version=version, client_id="")
+        handler(tx, self.room_id)
+        if tx.writes:
+            self.state.put_entries(tx.writes)
+            self.state.set_version(version)
+
+    # ----------------------------------------------------------------------- connect
+
+    def connect(self, request: ConnectRequest, *, now_ms: int) -> None:
+        """Validate and register a connection (spec 1.4); queue its ``connected`` frame.
+
+        Raises an ``InvalidConnectionRequest`` (or subclass) and changes nothing if invalid.
+        """
+        user_id = str(request.auth.get("userID", ""))
+        record = self.state.clients.get(request.client_id)
+        if record is not None:
+            if record.client_group_id != request.client_group_id:
+                raise InvalidConnectionRequest("Unexpected clientGroupID.")
+            if record.user_id and record.user_id != user_id:
+                raise InvalidConnectionRequest("Unexpected userID")
+        if request.lmid > (record.last_mutation_id if record is not None else 0):
+            raise InvalidConnectionRequestLastMutationID("Unexpected lmid.")
+        if compare_cookies(request.base_cookie, self.state.version) > 0:
+            raise InvalidConnectionRequestBaseCookie("Unexpected baseCookie.")
+        self.state.put_client(
+            request.client_id,
+            ClientRecord(
+                client_group_id=request.client_group_id,
+                base_cookie=request.base_cookie,
+                last_mutation_id=record.last_mutation_id if record is not None else 0,
+                last_mutation_id_version=(
+                    record.last_mutation_id_version if record is not None else None
+                ),
+                last_seen_ms=now_ms,
+                user_id=user_id,
+            ),
+        )
+        previous = self.connections.get(request.client_id)
+        if previous is not None:
+            self.emit(Close(previous.connection_id))
+        self.connections[request.client_id] = Connection(
+            connection_id=request.connection_id,
+            client_id=request.client_id,
+            client_group_id=request.client_group_id,
+            auth=request.auth,
+            debug_perf=request.debug_perf,
+        )
+        frame = encode_connected(ConnectedBody(wsid=request.wsid, timestamp=now_ms))
+        self.emit(Send(request.connection_id, frame))
+
+    def disconnect(self, client_id: str, connection_id: int) -> None:
+        """Forget a closed socket, unless its client has reconnected on another one."""
+        connection = self.connections.get(client_id)
+        if connection is not None and connection.connection_id == connection_id:
+            del self.connections[client_id]
+
+    def connection(self, client_id: str, connection_id: int) -> Connection:
+        connection = self.connections.get(client_id)
+        if connection is None or connection.connection_id != connection_id:
+            raise ClientNotFound(client_id)
+        return connection
+
+    # ----------------------------------------------------------------------- push / pull
+
+    def push(self, client_id: str, connection_id: int, push: PushBody, *, now_ms: int) -> None:
+        """Validate a push and queue its new mutations (spec 3.2); raise ``InvalidPush``."""
+        connection = self.connection(client_id, connection_id)
+        plan = plan_push(
+            self.queue,
+            self.state.clients,
+            pusher_id=client_id,
+            push=push,
+            auth=connection.auth,
+            clock_offset_ms=next_clock_offset(connection.clock_offset_ms, push, now_ms),
+            now_ms=now_ms,
+        )
+        for new_id in sorted(plan.new_client_ids):
+            self.state.put_client(
+                new_id,
+                ClientRecord(
+                    client_group_id=push.client_group_id,
+                    base_cookie=None,
+                    last_mutation_id=0,
+                    last_mutation_id_version=None,
+                    last_seen_ms=now_ms,
+                    user_id=connection.user_id,
+                ),
+            )
+        connection.clock_offset_ms = plan.clock_offset_ms
+        enqueue(self.queue, plan, client_id)
+
+    def pull(self, client_id: str, connection_id: int, pull: PullBody) -> None:
+        """Answer a pull (mutation recovery of another client group, spec 2.2)."""
+        self.connection(client_id, connection_id)
+        changes = {
+            other_id: record.last_mutation_id
+            for other_id, record in self.state.clients.items()
+            if record.client_group_id == pull.client_group_id
+            and record.last_mutation_id_version is not None
+            and compare_cookies(pull.cookie, record.last_mutation_id_version) < 0
+        }
+        body = PullResponseBody(
+            cookie=self.state.version or 0,
+            request_id=pull.request_id,
+            last_mutation_id_changes=changes,
+        )
+        self.emit(Send(connection_id, encode_pull_response(body)))
+
+    # ----------------------------------------------------------------------- close beacon
+
+    def close_beacon(self, client_id: str, last_mutation_id: int) -> BeaconOutcome:
+        """The client says it is gone for good, having created ``last_mutation_id`` (3.8)."""
+        record = self.state.clients.get(client_id)
+        if record is None:
+            return BeaconOutcome(404, "client record not found")
+        if client_id in self.state.connected_clients or client_id in self.connections:
+            self.state.put_client(
+                client_id,
+                msgspec.structs.replace(record, last_mutation_id_at_close=last_mutation_id),
+            )
+            return BeaconOutcome(200, "Client is still connected")
+        if last_mutation_id < record.last_mutation_id:
+            return BeaconOutcome(500, "Client mutationID is less than existing")
+        if last_mutation_id > record.last_mutation_id:
+            return BeaconOutcome(200, "Client has pending mutations")
+        version = (self.state.version or 0) + 1
+        if self.delete_client(client_id, version=version):
+            self.state.set_version(version)
+        return BeaconOutcome(200, "ok")
+
+    # ----------------------------------------------------------------------- shared helpers
+
+    def transaction(
+        self,
+        *,
+        version: int,
+        client_id: str,
+        mutation_id: int = NO_MUTATION_ID,
+        auth: Mapping[str, Any] | None = None,
+    ) -> WriteTransaction:
+        return WriteTransaction(
+            self.state.entries,
+            version=version,
+            client_id=client_id,
+            mutation_id=mutation_id,
+            auth=auth,
+            env=self.handlers.env,
+            max_key_bytes=self.settings.max_key_bytes,
+            max_value_bytes=self.settings.max_value_bytes,
+        )
+
+    def run_in_transaction(
+        self, tx: WriteTransaction, call: Callable[[WriteTransaction], object], what: str
+    ) -> dict[str, Entry] | None:
+        """Run app code; keep its writes if it returns, drop them (and log) if it raises."""
+        try:
+            call(tx)
+        except Exception:
+            logger.exception("%s failed in room %s", what, self.room_id)
+            return None
+        self.state.put_entries(tx.writes)
+        return tx.writes
+
+    def delete_client(self, client_id: str, *, version: int) -> dict[str, Entry]:
+        """Delete a client (spec 3.8): delete handler, ``-/p/<clientID>`` keys, record.
+
+        Returns the user entries written, all at ``version``; the caller sets the version.
+        """
+        written: dict[str, Entry] = {}
+        handler = self.handlers.on_client_delete
+        if handler is not None:
+            tx = self.transaction(version=version, client_id=client_id)
+            written.update(self.run_in_transaction(tx, handler, "onClientDelete") or {})
+        prefix = PER_CLIENT_PREFIX + client_id
+        tombstones: dict[str, Entry] = {}
+        for key in self.state.entries.irange(minimum=prefix):
+            if not key.startswith(prefix):
+                break
+            entry: Entry = self.state.entries[key]
+            if not entry.deleted:
+                tombstones[key] = Entry(version=version, deleted=True, value=entry.value)
+        self.state.put_entries(tombstones)
+        written.update(tombstones)
+        self.state.delete_client(client_id)
+        return written

@@ -1,0 +1,49 @@
+"""A room's stored state, held in memory, recording every change for the next commit."""
+
+from __future__ import annotations
+
+from sortedcontainers import SortedDict
+
+from reflectd.engine.records import ClientRecord, Entry, RoomSnapshot, RoomWrites
+
+
+class RoomState:
+    """The room's version, connected-clients set, client records and user entries.
+
+    Every change goes through a method here, which also records it in ``writes``; the server
+    commits ``take_writes()`` before it sends anything that depends on it.
+    """
+
+    def __init__(self, snapshot: RoomSnapshot) -> None:
+        self.version: int | None = snapshot.version
+        self.connected_clients: frozenset[str] = snapshot.connected_clients
+        self.clients: dict[str, ClientRecord] = dict(snapshot.clients)
+        self.entries: SortedDict = SortedDict(snapshot.entries)
+        self._writes = RoomWrites()
+
+    def set_version(self, version: int) -> None:
+        self.version = version
+        self._writes.version = version
+
+    def set_connected_clients(self, client_ids: frozenset[str]) -> None:
+        self.connected_clients = client_ids
+        self._writes.connected_clients = client_ids
+
+    def put_client(self, client_id: str, record: ClientRecord) -> None:
+        self.clients[client_id] = record
+        self._writes.clients[client_id] = record
+        self._writes.deleted_clients.pop(client_id, None)
+
+    def delete_client(self, client_id: str) -> None:
+        record = self.clients.pop(client_id)
+        self._writes.clients.pop(client_id, None)
+        self._writes.deleted_clients[client_id] = record.user_id
+
+    def put_entries(self, entries: dict[str, Entry]) -> None:
+        self.entries.update(entries)
+        self._writes.entries.update(entries)
+
+    def take_writes(self) -> RoomWrites:
+        """The changes since the last call, to be committed."""
+        writes, self._writes = self._writes, RoomWrites()
+        return writes

@@ -1,0 +1,337 @@
+"""One turn of a room (spec 3.3, 3.4, 3.6, 3.7): everything pending, applied at once.
+
+In order: fast-forward of clients behind the room version, one version and one poke per
+applied mutation, client GC, disconnects, then presence. Each connected client gets one poke
+message holding its pokes in order; its cookie chain has no gap. A poke that several clients
+receive unchanged is encoded once per turn, not once per client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import msgspec
+from msgspec import UNSET, Raw
+
+from reflectd.engine.pending import PendingMutation, Timestamps
+from reflectd.engine.records import ClientRecord, Entry
+from reflectd.engine.room import Connection, Room, Send, compare_cookies
+from reflectd.protocol.messages import (
+    EMPTY_PATCH,
+    ClearOp,
+    DelOp,
+    Poke,
+    PresenceOp,
+    PresencePutOp,
+    PutOp,
+)
+
+logger = logging.getLogger(__name__)
+
+_encoder = msgspec.json.Encoder()
+_replace = msgspec.structs.replace
+
+
+def has_work(room: Room) -> bool:
+    """Whether a turn would do anything (spec 3.3 step 1)."""
+    return (
+        bool(room.queue)
+        or room.state.connected_clients != room.connections.keys()
+        or any(not c.sent_initial_presence for c in room.connections.values())
+    )
+
+
+def run_turn(room: Room, *, now_ms: int, request_id: str) -> bool:
+    """Run one turn if there is work; queue its poke messages. Returns whether it ran."""
+    if not has_work(room):
+        return False
+    turn = _Turn(room, now_ms)
+    turn.fast_forward()
+    turn.apply_mutations()
+    turn.collect_garbage()
+    turn.process_disconnects()
+    turn.add_presence()
+    turn.send_pokes(request_id)
+    return True
+
+
+def encode_patch(entries: Mapping[str, Entry]) -> Raw:
+    """The patch ops for ``entries``: ``put`` for live values, ``del`` for tombstones."""
+    if not entries:
+        return EMPTY_PATCH
+    ops = [
+        DelOp(key=key) if entry.deleted else PutOp(key=key, value=Raw(entry.value))
+        for key, entry in entries.items()
+    ]
+    return Raw(_encoder.encode(ops))
+
+
+class _Turn:
+    def __init__(self, room: Room, now_ms: int) -> None:
+        self.room = room
+        self.state = room.state
+        self.now_ms = now_ms
+        #: only clients connected at the start of the turn receive its pokes
+        self.recipients: list[Connection] = list(room.connections.values())
+        self.pokes: dict[str, list[Poke]] = {c.client_id: [] for c in self.recipients}
+        self.timestamps: dict[int, Timestamps] = {}  # id(poke) -> its mutation's timestamps
+        self.previous_connected = self.state.connected_clients
+        self.next_connected = self.previous_connected
+        if self.state.version is None:
+            self.state.set_version(0)
+        self.version: int = self.state.version or 0
+
+    # --------------------------------------------------------------------- fast-forward
+
+    def fast_forward(self) -> None:
+        """Bring every client whose base cookie is not the room version up to it (3.6)."""
+        patches: dict[int | None, Raw] = {}
+        for c in self.recipients:
+            base_cookie = self.state.clients[c.client_id].base_cookie
+            if base_cookie == self.version:
+                continue
+            if base_cookie not in patches:
+                patches[base_cookie] = self._changes_since(base_cookie)
+            changes = {
+                client_id: record.last_mutation_id
+                for client_id, record in self._group(c.client_group_id).items()
+                if record.last_mutation_id_version is not None
+                and compare_cookies(base_cookie, record.last_mutation_id_version) < 0
+            }
+            poke = Poke(
+                base_cookie=base_cookie,
+                cookie=self.version,
+                last_mutation_id_changes=changes,
+                patch=patches[base_cookie],
+                presence=[],
+            )
+            self.pokes[c.client_id].append(poke)
+
+    def _changes_since(self, base_cookie: int | None) -> Raw:
+        entries: Mapping[str, Entry] = self.state.entries
+        if base_cookie is None:
+            live = {key: entry for key, entry in entries.items() if not entry.deleted}
+            return encode_patch(live)
+        return encode_patch({k: e for k, e in entries.items() if e.version > base_cookie})
+
+    def _group(self, client_group_id: str) -> dict[str, ClientRecord]:
+        return {
+            client_id: record
+            for client_id, record in self.state.clients.items()
+            if record.client_group_id == client_group_id
+        }
+
+    # --------------------------------------------------------------------- mutations
+
+    def apply_mutations(self) -> None:
+        """Run each pending mutation at its own version, with its own poke (3.4 step 4)."""
+        limit = self.room.settings.max_mutations_per_turn
+        batch = self.room.queue[:limit]
+        del self.room.queue[:limit]
+        for m in batch:
+            self._apply(m)
+
+    def _apply(self, m: PendingMutation) -> None:
+        record = self.state.clients.get(m.client_id)
+        if record is None:
+            logger.error("room %s: no client record for %s, mutation dropped", self.room.room_id, m)
+            return
+        if m.id <= record.last_mutation_id:
+            return
+        if m.id > record.last_mutation_id + 1:
+            logger.error(
+                "room %s: mutation %d of client %s skipped: expected %d",
+                self.room.room_id,
+                m.id,
+                m.client_id,
+                record.last_mutation_id + 1,
+            )
+            return
+        version = self.version + 1
+        written: dict[str, Entry] = {}
+        mutator = self.room.handlers.mutators.get(m.name)
+        if mutator is None:
+            logger.error("room %s: unknown mutator %r, mutation skipped", self.room.room_id, m.name)
+        else:
+            tx = self.room.transaction(
+                version=version, client_id=m.client_id, mutation_id=m.id, auth=m.auth
+            )
+            written = (
+                self.room.run_in_transaction(
+                    tx, lambda tx: mutator(tx, m.args), f"mutator {m.name!r}"
+                )
+                or {}
+            )
+        self.state.put_client(
+            m.client_id,
+            _replace(record, last_mutation_id=m.id, last_mutation_id_version=version),
+        )
+        patch = encode_patch(written)
+        timestamp = m.timestamps.normalized_ms if m.timestamps is not None else UNSET
+        own = Poke(
+            base_cookie=self.version,
+            cookie=version,
+            last_mutation_id_changes={m.client_id: m.id},
+            patch=patch,
+            presence=[],
+            timestamp=timestamp,
+        )
+        other = _replace(own, last_mutation_id_changes={})
+        if m.timestamps is not None:
+            self.timestamps[id(own)] = self.timestamps[id(other)] = m.timestamps
+        for c in self.recipients:
+            self.pokes[c.client_id].append(own if c.client_group_id == m.client_group_id else other)
+        self._set_version(version)
+
+    # --------------------------------------------------------------------- client GC
+
+    def collect_garbage(self) -> None:
+        """Delete clients gone longer than the GC age (3.8), at most once per interval."""
+        settings = self.room.settings
+        last = self.room.last_gc_ms
+        if last is not None and self.now_ms - last < settings.client_gc_interval_ms:
+            return
+        self.room.last_gc_ms = self.now_ms
+        busy = self.room.connections.keys() | self.previous_connected | self._queued_clients()
+        collected: list[str] = []
+        for client_id, record in list(self.state.clients.items()):
+            if record.last_seen_ms is None:
+                self.state.put_client(client_id, _replace(record, last_seen_ms=self.now_ms))
+            elif (
+                client_id not in busy
+                and record.last_seen_ms + settings.client_gc_max_age_ms <= self.now_ms
+            ):
+                collected.append(client_id)
+        if not collected:
+            return
+        version = self.version + 1
+        written: dict[str, Entry] = {}
+        for client_id in collected:
+            written.update(self.room.delete_client(client_id, version=version))
+        self._poke_everyone(version, encode_patch(written))
+
+    # --------------------------------------------------------------------- disconnects
+
+    def process_disconnects(self) -> None:
+        """Run the disconnect handler for clients that left (3.7.1); update the set."""
+        queued = self._queued_clients()
+        self.next_connected = frozenset(
+            self.room.connections.keys() | (self.previous_connected & queued)
+        )
+        departed = sorted(self.previous_connected - self.next_connected)
+        if departed:
+            self._disconnect(departed)
+        if self.next_connected != self.previous_connected:
+            self.state.set_connected_clients(self.next_connected)
+
+    def _disconnect(self, departed: list[str]) -> None:
+        version = self.version + 1
+        bumped = False
+        written: dict[str, Entry] = {}
+        handler = self.room.handlers.on_client_disconnect
+        for client_id in departed:
+            if handler is None:
+                bumped = True
+            else:
+                tx = self.room.transaction(version=version, client_id=client_id)
+                handler_writes = self.room.run_in_transaction(tx, handler, "onClientDisconnect")
+                if handler_writes is not None:
+                    bumped = True
+                    written.update(handler_writes)
+            record = self.state.clients.get(client_id)
+            if record is None:
+                continue
+            at_close = record.last_mutation_id_at_close
+            if at_close is not None and record.last_mutation_id >= at_close:
+                written.update(self.room.delete_client(client_id, version=version))
+                bumped = True
+            else:
+                self.state.put_client(client_id, _replace(record, last_seen_ms=self.now_ms))
+        if bumped:
+            self._poke_everyone(version, encode_patch(written))
+
+    # --------------------------------------------------------------------- presence
+
+    def add_presence(self) -> None:
+        """Attach presence patches to each client's first poke (3.7.2)."""
+        added = sorted(self.next_connected - self.previous_connected)
+        removed = sorted(self.previous_connected - self.next_connected)
+        incremental: list[PresenceOp] = []
+        if any(c.sent_initial_presence for c in self.recipients):
+            incremental += [PresencePutOp(key=k) for k in added]
+            incremental += [DelOp(key=k) for k in removed]
+        needs_initial = [c for c in self.recipients if not c.sent_initial_presence]
+        if any(not self.pokes[c.client_id] for c in needs_initial) or (
+            incremental and any(not self.pokes[c.client_id] for c in self.recipients)
+        ):
+            self._poke_everyone(self.version + 1, EMPTY_PATCH)
+        initial: list[PresenceOp] = [ClearOp()]
+        initial += [PresencePutOp(key=k) for k in sorted(self.next_connected)]
+        for c in self.recipients:
+            presence = incremental if c.sent_initial_presence else initial
+            pokes = self.pokes[c.client_id]
+            if presence and pokes:
+                pokes[0] = _replace(pokes[0], presence=presence)
+
+    # --------------------------------------------------------------------- sending
+
+    def send_pokes(self, request_id: str) -> None:
+        """Queue one poke message per client that has pokes; record the cookies sent."""
+        encoded: dict[int, bytes] = {}
+        prefix = b'["poke",{"requestID":' + _encoder.encode(request_id) + b',"pokes":['
+        for c in self.recipients:
+            c.sent_initial_presence = True
+            pokes = self.pokes[c.client_id]
+            if not pokes:
+                continue
+            record = self.state.clients[c.client_id]
+            if record.base_cookie != self.version:
+                self.state.put_client(c.client_id, _replace(record, base_cookie=self.version))
+            if c.debug_perf:
+                frame = self._debug_frame(request_id, pokes)
+            else:
+                parts = []
+                for poke in pokes:
+                    part = encoded.get(id(poke))
+                    if part is None:
+                        part = encoded[id(poke)] = _encoder.encode(poke)
+                    parts.append(part)
+                frame = prefix + b",".join(parts) + b"]}]"
+            self.room.emit(Send(c.connection_id, frame))
+
+    def _debug_frame(self, request_id: str, pokes: list[Poke]) -> bytes:
+        debug_pokes = []
+        for poke in pokes:
+            timestamps = self.timestamps.get(id(poke))
+            if timestamps is not None:
+                poke = _replace(
+                    poke,
+                    debug_origin_timestamp=timestamps.origin_ms,
+                    debug_server_received_timestamp=timestamps.server_received_ms,
+                    debug_server_sent_timestamp=self.now_ms,
+                )
+            debug_pokes.append(poke)
+        body = {"requestID": request_id, "pokes": debug_pokes, "debugServerBufferMs": 0}
+        return _encoder.encode(("poke", body))
+
+    # --------------------------------------------------------------------- helpers
+
+    def _poke_everyone(self, version: int, patch: Raw) -> None:
+        poke = Poke(
+            base_cookie=self.version,
+            cookie=version,
+            last_mutation_id_changes={},
+            patch=patch,
+            presence=[],
+        )
+        for c in self.recipients:
+            self.pokes[c.client_id].append(poke)
+        self._set_version(version)
+
+    def _set_version(self, version: int) -> None:
+        self.version = version
+        self.state.set_version(version)
+
+    def _queued_clients(self) -> set[str]:
+        return {m.client_id for m in self.room.queue}
