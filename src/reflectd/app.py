@@ -24,7 +24,7 @@ from reflectd.engine.handlers import ClientHandler, Mutator, RoomHandlers, RoomS
 #: falsy value to refuse; may be a coroutine function; runs with a timeout (5 s by default).
 AuthHandler = Callable[
     [str, str, Mapping[str, str]],
-    "Mapping[str, Any] | None | Awaitable[Mapping[str, Any] | None]",
+    "Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None",
 ]
 
 #: environment variables named ``REFLECTD_VAR_<NAME>`` become ``env["<NAME>"]``

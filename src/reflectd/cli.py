@@ -1,0 +1,199 @@
+"""The ``reflectd`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from reflectd import App, __version__
+from reflectd.engine.handlers import EngineSettings
+from reflectd.loader import AppLoadError, load_app
+from reflectd.logs import LOG_LEVELS, LogFormat, configure_logging
+from reflectd.server.asgi import ReflectServer
+from reflectd.server.settings import Limits, ServerSettings
+
+cli = typer.Typer(
+    help="reflectd: a self-hostable Reflect sync server, with the app's mutators in Python.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DEV_DB = ".reflectd/reflectd.sqlite3"
+
+AppArg = Annotated[
+    str,
+    typer.Argument(
+        help="The app to serve: path/to/file.py:attribute or module:attribute (a reflectd.App).",
+        show_default=False,
+    ),
+]
+HostOpt = Annotated[str, typer.Option(envvar="REFLECTD_HOST", help="Interface to listen on.")]
+PortOpt = Annotated[int, typer.Option(envvar="REFLECTD_PORT", help="Port to listen on.")]
+DbOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="REFLECTD_DB",
+        help="Storage: a SQLite file path, sqlite:///path, or memory:// (nothing kept).",
+    ),
+]
+LogLevelOpt = Annotated[
+    str,
+    typer.Option(envvar="REFLECTD_LOG_LEVEL", help=f"One of: {', '.join(LOG_LEVELS)}."),
+]
+LogFormatOpt = Annotated[
+    str, typer.Option(envvar="REFLECTD_LOG_FORMAT", help="text, or json (one object a line).")
+]
+MaxMessageOpt = Annotated[
+    int,
+    typer.Option(
+        envvar="REFLECTD_MAX_MESSAGE_BYTES",
+        help="Largest WebSocket message a client may send, in bytes.",
+    ),
+]
+MaxMutationsOpt = Annotated[
+    int,
+    typer.Option(
+        envvar="REFLECTD_MAX_MUTATIONS_PER_PUSH", help="Most mutations in one push message."
+    ),
+]
+MaxKeyOpt = Annotated[
+    int, typer.Option(envvar="REFLECTD_MAX_KEY_BYTES", help="Largest user key, in UTF-8 bytes.")
+]
+MaxValueOpt = Annotated[
+    int,
+    typer.Option(envvar="REFLECTD_MAX_VALUE_BYTES", help="Largest user value, in bytes of JSON."),
+]
+_limits, _engine = Limits(), EngineSettings()
+
+
+@cli.command()
+def serve(
+    app: AppArg,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8080,
+    db: DbOpt = DEV_DB,
+    log_level: LogLevelOpt = "info",
+    log_format: LogFormatOpt = "text",
+    max_message_bytes: MaxMessageOpt = _limits.max_message_bytes,
+    max_mutations_per_push: MaxMutationsOpt = _limits.max_mutations_per_push,
+    max_key_bytes: MaxKeyOpt = _engine.max_key_bytes,
+    max_value_bytes: MaxValueOpt = _engine.max_value_bytes,
+) -> None:
+    """Serve APP: the sync endpoint for @rocicorp/reflect clients, with durable storage.
+
+    SIGTERM (or Ctrl-C) drains: running turns finish, sockets close in batches, then exit.
+    """
+    settings = ServerSettings(
+        db=db,
+        limits=replace(
+            _limits,
+            max_message_bytes=max_message_bytes,
+            max_mutations_per_push=max_mutations_per_push,
+        ),
+        engine=replace(_engine, max_key_bytes=max_key_bytes, max_value_bytes=max_value_bytes),
+    )
+    _configure(log_level, log_format)
+    server = ReflectServer(_load(app), settings)
+    config = uvicorn.Config(
+        server.asgi,
+        host=host,
+        port=port,
+        log_config=None,
+        lifespan="on",
+        ws_max_size=4 * max_message_bytes,
+        ws_per_message_deflate=False,
+        server_header=False,
+    )
+    _DrainingServer(config, server).run()
+
+
+@cli.command()
+def dev(
+    app: AppArg,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8080,
+    db: DbOpt = DEV_DB,
+    log_level: LogLevelOpt = "info",
+) -> None:
+    """Serve APP for local work: SQLite under ./.reflectd/, restart on code change."""
+    _configure(log_level, "text")
+    _load(app)  # fail here, with a clear message, rather than in the reloader's child
+    os.environ.update(REFLECTD_DEV_APP=app, REFLECTD_DB=db, REFLECTD_LOG_LEVEL=log_level)
+    watched = Path(app.rpartition(":")[0]).resolve().parent if ".py" in app else Path.cwd()
+    typer.echo(f"reflectd dev: serving {app} on http://{host}:{port} (storage: {db})", err=True)
+    uvicorn.run(
+        "reflectd.cli:dev_asgi_factory",
+        factory=True,
+        host=host,
+        port=port,
+        reload=True,
+        reload_dirs=[str(watched)],
+        log_config=None,
+        ws_per_message_deflate=False,
+    )
+
+
+def dev_asgi_factory() -> object:
+    """The ASGI app ``reflectd dev`` serves (rebuilt by the reloader after a change)."""
+    _configure(os.environ.get("REFLECTD_LOG_LEVEL", "info"), "text")
+    settings = ServerSettings(db=os.environ.get("REFLECTD_DB", DEV_DB))
+    return ReflectServer(_load(os.environ["REFLECTD_DEV_APP"]), settings).asgi
+
+
+@cli.command()
+def version() -> None:
+    """Print reflectd's version."""
+    typer.echo(__version__)
+
+
+def _load(spec: str) -> App:
+    try:
+        return load_app(spec)
+    except AppLoadError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _configure(level: str, log_format: str) -> None:
+    if level not in LOG_LEVELS:
+        raise typer.BadParameter(f"log level must be one of {', '.join(LOG_LEVELS)}")
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("log format must be text or json")
+    fmt: LogFormat = "json" if log_format == "json" else "text"
+    configure_logging(level, fmt)
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn, but SIGTERM first drains reflectd (turns finish, sockets close in batches);
+    a second signal exits at once."""
+
+    def __init__(self, config: uvicorn.Config, reflect: ReflectServer) -> None:
+        super().__init__(config)
+        self._reflect = reflect
+        self._draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or sig not in (signal.SIGTERM, signal.SIGINT):
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        loop = asyncio.get_event_loop()
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._drain()))
+
+    async def _drain(self) -> None:
+        try:
+            await self._reflect.shutdown()
+        finally:
+            self.should_exit = True
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,81 @@
+"""The connect request's query string (spec 1.1, 1.3, 1.4), parsed with the original's
+checks, in its order, with its error messages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from reflectd.errors import InvalidConnectionRequest
+from reflectd.protocol.jsparse import parse_int
+
+ROOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_/-]+")
+ROOM_ID_RULE = "/^[A-Za-z0-9_/-]+$/"
+
+
+def check_room_id(room_id: str) -> None:
+    if not ROOM_ID_PATTERN.fullmatch(room_id):
+        raise InvalidConnectionRequest(f'Invalid roomID "{room_id}" (must match {ROOM_ID_RULE})')
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectQuery:
+    client_id: str
+    client_group_id: str
+    room_id: str
+    user_id: str
+    jurisdiction: Literal["", "eu"]
+    base_cookie: int | None
+    lmid: int
+    wsid: str
+    debug_perf: bool
+
+
+def parse_gate_params(query: Mapping[str, str]) -> tuple[str, str, str, Literal["", "eu"]]:
+    """The gate's checks (spec 1.3 steps 5-7): clientID, roomID, userID, jurisdiction."""
+    for name in ("clientID", "roomID", "userID"):
+        if not query.get(name):
+            raise InvalidConnectionRequest(f"{name} parameter required")
+    check_room_id(query["roomID"])
+    jurisdiction = query.get("jurisdiction", "")
+    if jurisdiction not in ("", "eu"):
+        raise InvalidConnectionRequest("invalid jurisdiction parameter")
+    return query["clientID"], query["roomID"], query["userID"], jurisdiction  # type: ignore[return-value]
+
+
+def parse_connect_query(query: Mapping[str, str], url: str) -> ConnectQuery:
+    """All checks of a connect request's query (spec 1.3 steps 5-7, then 1.4 step 1)."""
+    client_id, room_id, user_id, jurisdiction = parse_gate_params(query)
+
+    def required(name: str) -> str:
+        value = query.get(name)
+        if not value:
+            raise InvalidConnectionRequest(f"invalid querystring - missing {name}")
+        return value
+
+    def integer(name: str, text: str) -> int:
+        value = parse_int(text)
+        if value is None:
+            raise InvalidConnectionRequest(
+                f"invalid querystring parameter {name}, got: {text}, url: {url}"
+            )
+        return value
+
+    client_group_id = required("clientGroupID")
+    base_cookie_text = query.get("baseCookie", "")
+    base_cookie = integer("baseCookie", base_cookie_text) if base_cookie_text else None
+    integer("ts", required("ts"))
+    lmid = integer("lmid", required("lmid"))
+    return ConnectQuery(
+        client_id=client_id,
+        client_group_id=client_group_id,
+        room_id=room_id,
+        user_id=user_id,
+        jurisdiction=jurisdiction,
+        base_cookie=base_cookie,
+        lmid=lmid,
+        wsid=query.get("wsid", ""),
+        debug_perf=query.get("debugPerf") == "true",
+    )

@@ -1,0 +1,196 @@
+"""A room actor: the one task that runs a live room.
+
+All work of a room is serialised here. Each round of the loop:
+
+1. run the engine calls that arrived (connects, pushes, pulls, disconnects, beacons);
+2. run a turn if there is work (whatever arrived meanwhile forms the next turn);
+3. commit the writes of 1 and 2 in one transaction and wait until they are durable;
+4. only then send the frames (``connected``, pokes) and settle the callers' futures.
+
+If a commit fails, nothing of the round is sent: the actor closes every socket of the room
+and is dropped; the clients reconnect at once and the room is reloaded from storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reflectd.engine.room import Close, Effect, Room, Send
+from reflectd.engine.turn import has_work, run_turn
+from reflectd.errors import ProtocolError, ReflectdError
+from reflectd.server.sockets import ClientSocket
+from reflectd.storage.base import Store
+
+logger = logging.getLogger(__name__)
+
+
+class RoomUnavailable(ReflectdError):
+    """The room actor stopped (storage failure, shutdown, or the room was deleted)."""
+
+
+@dataclass(slots=True)
+class _Call:
+    call: Callable[[Room], Any]
+    future: asyncio.Future[Any] | None
+    #: a ProtocolError without a future is reported on this socket
+    socket: ClientSocket | None = None
+    result: Any = None
+    error: BaseException | None = field(default=None)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+_request_ids = itertools.count(1)
+_request_prefix = os.urandom(4).hex()
+
+
+class RoomActor:
+    def __init__(
+        self,
+        room: Room,
+        store: Store,
+        *,
+        idle_unload_ms: int,
+        on_stop: Callable[[RoomActor], None],
+    ) -> None:
+        self.room = room
+        self.room_id = room.room_id
+        self.store = store
+        self.sockets: dict[int, ClientSocket] = {}
+        self._calls: list[_Call] = []
+        self._wake = asyncio.Event()
+        self._idle_unload_s = idle_unload_ms / 1000
+        self._on_stop = on_stop
+        self.stopped = False
+        self._stopping = False
+        self._in_flight: list[_Call] = []
+        self._task = asyncio.create_task(self._run(), name=f"room {room.room_id}")
+
+    # ----------------------------------------------------------------------- submitting
+
+    def call(self, call: Callable[[Room], Any]) -> asyncio.Future[Any]:
+        """Run ``call(room)`` in the next round; the future settles after the commit."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._submit(_Call(call, future))
+        return future
+
+    def post(self, call: Callable[[Room], Any], socket: ClientSocket) -> None:
+        """Run ``call(room)`` for ``socket``; a ProtocolError is reported on the socket."""
+        self._submit(_Call(call, None, socket))
+
+    def _submit(self, call: _Call) -> None:
+        if self.stopped:
+            raise RoomUnavailable(f"room {self.room_id} is not loaded")
+        self._calls.append(call)
+        self._wake.set()
+
+    def attach(self, socket: ClientSocket) -> None:
+        self.sockets[socket.connection_id] = socket
+
+    def detach(self, socket: ClientSocket) -> None:
+        """The socket closed: forget it and let the engine process the disconnect."""
+        if self.sockets.get(socket.connection_id) is socket:
+            del self.sockets[socket.connection_id]
+            client_id, connection_id = socket.client_id, socket.connection_id
+            if not self.stopped:
+                self.post(lambda room: room.disconnect(client_id, connection_id), socket)
+
+    # ----------------------------------------------------------------------- the loop
+
+    async def _run(self) -> None:
+        failed = False
+        try:
+            while await self._wait_for_work():
+                await self._round()
+        except Exception:
+            failed = True
+            logger.exception(
+                "room %s stopped after an error; its clients will reconnect", self.room_id
+            )
+        finally:
+            self._stop(close_sockets=failed)
+
+    async def _wait_for_work(self) -> bool:
+        while not self._stopping and not self._calls and not has_work(self.room):
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._idle_unload_s)
+            except TimeoutError:
+                if not self._calls and not self.room.connections and not self.room.queue:
+                    return False
+        return not self._stopping
+
+    async def _round(self) -> None:
+        calls = self._in_flight = self._calls
+        self._calls = []
+        now = now_ms()
+        for call in calls:
+            try:
+                call.result = call.call(self.room)
+            except ProtocolError as e:
+                call.error = e
+        if has_work(self.room):
+            run_turn(self.room, now_ms=now, request_id=f"{_request_prefix}{next(_request_ids):x}")
+        writes = self.room.take_writes()
+        effects = self.room.take_effects()
+        if not writes.is_empty():
+            await self.store.commit(self.room_id, writes)
+        self._deliver(effects)
+        self._in_flight = []
+        for call in calls:
+            self._settle(call)
+
+    def _deliver(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            socket = self.sockets.get(effect.connection_id)
+            if socket is None:
+                continue
+            if isinstance(effect, Send):
+                socket.send(effect.frame)
+            elif isinstance(effect, Close):
+                socket.close()
+
+    def _settle(self, call: _Call) -> None:
+        if call.future is not None:
+            if call.future.done():
+                return
+            if call.error is not None:
+                call.future.set_exception(call.error)
+            else:
+                call.future.set_result(call.result)
+        elif isinstance(call.error, ProtocolError) and call.socket is not None:
+            logger.info(
+                "room %s client %s: %s: %s",
+                self.room_id,
+                call.socket.client_id,
+                call.error.kind,
+                call.error.message,
+            )
+            call.socket.send_error(call.error)
+
+    def _stop(self, *, close_sockets: bool) -> None:
+        """Stop for good: fail waiting callers, leave the registry."""
+        self.stopped = True
+        for call in self._in_flight + self._calls:
+            if call.future is not None and not call.future.done():
+                call.future.set_exception(RoomUnavailable(f"room {self.room_id} stopped"))
+        self._in_flight = self._calls = []
+        if close_sockets:
+            for socket in list(self.sockets.values()):
+                socket.close()
+        self._on_stop(self)
+
+    async def stop(self) -> None:
+        """Finish the round in progress (its commit and pokes), then stop."""
+        self._stopping = True
+        self._wake.set()
+        await asyncio.shield(self._task)

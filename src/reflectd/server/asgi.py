@@ -1,0 +1,116 @@
+"""The reflectd server: its ASGI app (Starlette), start-up and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from reflectd.app import App
+from reflectd.server import http
+from reflectd.server.errors import api_error
+from reflectd.server.rooms import RoomRegistry
+from reflectd.server.settings import ServerSettings
+from reflectd.server.sync import SyncEndpoints
+from reflectd.storage import Store, open_store
+
+logger = logging.getLogger(__name__)
+
+
+class ReflectServer:
+    """One reflectd process: storage, live rooms, and the ASGI app that serves them."""
+
+    def __init__(self, app: App, settings: ServerSettings, store: Store | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self._given_store = store
+        self.registry: RoomRegistry | None = None
+        self.sync: SyncEndpoints | None = None
+        self._shutdown_started = False
+        self.asgi = Starlette(
+            routes=self._routes(),
+            lifespan=self._lifespan,
+            exception_handlers={HTTPException: _http_exception},
+        )
+        self.asgi.add_middleware(http.CORSMiddleware)
+
+    def _routes(self) -> list[Route | WebSocketRoute]:
+        return [
+            Route("/", http.root, methods=["GET"]),
+            WebSocketRoute("/api/sync/{version}/connect", self._connect),
+            Route("/api/sync/{version}/connect", _expect_websocket, methods=["GET", "POST"]),
+            Route("/api/sync/v1/close", self._close_beacon, methods=["POST"]),
+            Route("/api/canary/v0/get", http.canary_get, methods=["GET"]),
+            WebSocketRoute("/api/canary/v0/websocket", http.canary_websocket),
+            Route("/api/metrics/v0/report", http.metrics_report, methods=["POST"]),
+            Route("/api/logs/v0/log", http.client_log, methods=["POST"]),
+        ]
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    async def start(self) -> None:
+        if self._given_store is None:
+            store = await open_store(self.settings.db)
+        else:
+            store = self._given_store
+            await store.open()
+        self.registry = RoomRegistry(store, self.app, self.settings)
+        self.sync = SyncEndpoints(self.app, self.registry, self.settings)
+        logger.info("reflectd ready (storage: %s)", self.settings.db)
+
+    async def shutdown(self) -> None:
+        """Finish every running turn, close sockets in batches, close storage."""
+        if self._shutdown_started or self.registry is None or self.sync is None:
+            return
+        self._shutdown_started = True
+        await self.registry.drain()
+        sockets = list(self.sync.sockets)
+        batch = self.settings.shutdown_close_batch
+        if sockets:
+            logger.info("closing %d connections, %d at a time", len(sockets), batch)
+        for start in range(0, len(sockets), batch):
+            for socket in sockets[start : start + batch]:
+                socket.close()
+            await asyncio.sleep(self.settings.shutdown_batch_pause_ms / 1000)
+        writers = [s.writer for s in sockets if s.writer is not None]
+        if writers:
+            await asyncio.wait(writers, timeout=5)
+        await self.registry.store.close()
+        logger.info("reflectd stopped")
+
+    async def _connect(self, websocket: WebSocket) -> None:
+        assert self.sync is not None
+        await self.sync.connect(websocket)
+
+    async def _close_beacon(self, request: Request) -> Response:
+        assert self.sync is not None
+        return await self.sync.close_beacon(request)
+
+
+async def _expect_websocket(request: Request) -> Response:
+    if request.method != "GET":
+        return api_error(405, "unsupported method")
+    return PlainTextResponse("expected websocket", 400)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return api_error(404, "Unknown or invalid URL")
+    if exc.status_code == 405:
+        return api_error(405, "unsupported method")
+    return api_error(exc.status_code, str(exc.detail))

@@ -1,0 +1,39 @@
+"""The server's settings: one typed object, every setting with a default and help text.
+
+Precedence: CLI flag > environment variable (``REFLECTD_<NAME>``) > default. The CLI builds
+this object; tests build it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reflectd.engine.handlers import EngineSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits on what clients may send; passing one gives a documented error."""
+
+    #: largest WebSocket message a client may send (bytes)
+    max_message_bytes: int = 1024 * 1024
+    #: most mutations in one push message
+    max_mutations_per_push: int = 1000
+    #: most bytes queued for one slow socket before it is dropped
+    max_send_buffer_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    #: the storage URL: a SQLite file path, ``sqlite:///path`` or ``memory:``
+    db: str = ".reflectd/reflectd.sqlite3"
+    limits: Limits = field(default_factory=Limits)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    #: how long the auth handler may take (ms)
+    auth_timeout_ms: int = 5000
+    #: how long an idle room (no clients, nothing pending) stays in memory (ms)
+    room_idle_unload_ms: int = 30_000
+    #: at shutdown, sockets are closed this many at a time ...
+    shutdown_close_batch: int = 500
+    #: ... with this pause between batches (ms), so reconnecting clients spread out
+    shutdown_batch_pause_ms: int = 50

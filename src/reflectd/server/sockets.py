@@ -1,0 +1,85 @@
+"""A client's WebSocket, with its own send queue so that a slow reader never blocks a room.
+
+Rooms hand frames to ``send`` without waiting; a writer task per socket sends them in order.
+A socket whose queue grows past ``max_buffer_bytes`` (a client that stopped reading) is
+dropped, and the client reconnects when it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+from starlette.websockets import WebSocket
+
+from reflectd.errors import ProtocolError
+from reflectd.protocol.codec import encode_error
+
+logger = logging.getLogger(__name__)
+
+_CLOSE = b""  # sentinel in the queue: close after what is queued before it
+
+
+class ClientSocket:
+    def __init__(self, websocket: WebSocket, *, connection_id: int, max_buffer_bytes: int) -> None:
+        self.websocket = websocket
+        self.connection_id = connection_id
+        self.client_id = ""
+        self.user_id = ""
+        self.room_id = ""
+        self._max_buffer_bytes = max_buffer_bytes
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._ready = asyncio.Event()
+        self.closing = False
+        self.writer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.writer = asyncio.create_task(self._write_loop())
+
+    def send(self, frame: bytes) -> None:
+        """Queue ``frame`` (UTF-8 JSON) to go out as a text frame."""
+        if self.closing:
+            return
+        self._queued_bytes += len(frame)
+        if self._queued_bytes > self._max_buffer_bytes:
+            logger.warning(
+                "dropping client %s of room %s: more than %d bytes waiting to be sent",
+                self.client_id,
+                self.room_id,
+                self._max_buffer_bytes,
+            )
+            self._queue.clear()
+            self.close()
+            return
+        self._queue.append(frame)
+        self._ready.set()
+
+    def send_error(self, error: ProtocolError) -> None:
+        """Send the error frame; close afterwards unless the error keeps the socket open."""
+        self.send(encode_error(error.kind, error.message))
+        if error.closes_socket:
+            self.close()
+
+    def close(self) -> None:
+        """Close (without an error frame) once the frames queued so far are sent."""
+        if not self.closing:
+            self.closing = True
+            self._queue.append(_CLOSE)
+            self._ready.set()
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                while self._queue:
+                    frame = self._queue.popleft()
+                    if frame is _CLOSE:
+                        await self.websocket.close()
+                        return
+                    self._queued_bytes -= len(frame)
+                    await self.websocket.send_text(frame.decode())
+        except Exception:  # the peer went away; the receive side notices and cleans up
+            self.closing = True

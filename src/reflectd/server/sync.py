@@ -1,0 +1,251 @@
+"""The sync endpoints: the WebSocket ``/api/sync/v1/connect`` and the close beacon.
+
+Connect failures are delivered inside an accepted socket (spec 1.2): accept with the
+``Sec-WebSocket-Protocol`` echoed verbatim, send ``["error", kind, message]``, close. This
+module is the one place where a ``ProtocolError`` becomes wire output.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from functools import partial
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.websockets import WebSocket
+
+from reflectd.app import App
+from reflectd.engine.room import BeaconOutcome, ConnectRequest, Room
+from reflectd.errors import (
+    InvalidConnectionRequest,
+    InvalidMessage,
+    LimitExceeded,
+    ProtocolError,
+    ReflectdError,
+    Unauthorized,
+    VersionNotSupported,
+)
+from reflectd.protocol.codec import PONG_FRAME, parse_upstream
+from reflectd.protocol.connect import parse_connect_query, parse_gate_params
+from reflectd.protocol.jsparse import decode_uri_component
+from reflectd.protocol.messages import PingBody, PullBody, PushBody
+from reflectd.server.actor import RoomActor, now_ms
+from reflectd.server.auth import authenticate
+from reflectd.server.errors import api_error
+from reflectd.server.rooms import RoomRegistry
+from reflectd.server.settings import ServerSettings
+from reflectd.server.sockets import ClientSocket
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_VERSION = 1
+_VERSION = re.compile(r"v(\d+)")
+
+
+class SyncEndpoints:
+    def __init__(self, app: App, registry: RoomRegistry, settings: ServerSettings) -> None:
+        self.app = app
+        self.registry = registry
+        self.settings = settings
+        self.sockets: set[ClientSocket] = set()
+        self._connection_ids = itertools.count(1)
+
+    # ----------------------------------------------------------------------- connect
+
+    async def connect(self, websocket: WebSocket) -> None:
+        version = _VERSION.fullmatch(websocket.path_params["version"])
+        if version is None:
+            segment = websocket.path_params["version"]
+            response = PlainTextResponse(f"invalid version found by withVersion, {segment}", 500)
+            await websocket.send_denial_response(response)
+            return
+        protocol = websocket.headers.get("sec-websocket-protocol")
+        await websocket.accept(subprotocol=protocol)
+        socket = ClientSocket(
+            websocket,
+            connection_id=next(self._connection_ids),
+            max_buffer_bytes=self.settings.limits.max_send_buffer_bytes,
+        )
+        socket.start()
+        self.sockets.add(socket)
+        try:
+            actor = await self._open(socket, int(version.group(1)), protocol)
+        except ProtocolError as e:
+            logger.info("connect refused: %s: %s", e.kind, e.message)
+            socket.send_error(e)
+        except ReflectdError:
+            socket.close()  # the room stopped meanwhile: the client reconnects at once
+        else:
+            logger.info(
+                "connection opened: room %s client %s user %s",
+                socket.room_id,
+                socket.client_id,
+                socket.user_id,
+            )
+            try:
+                await self._receive_loop(socket, actor)
+            finally:
+                actor.detach(socket)
+                logger.info(
+                    "connection closed: room %s client %s", socket.room_id, socket.client_id
+                )
+        finally:
+            self.sockets.discard(socket)
+            socket.close()
+            if socket.writer is not None:
+                await socket.writer
+
+    async def _open(self, socket: ClientSocket, version: int, protocol: str | None) -> RoomActor:
+        """The gate (spec 1.3), then the room's connect (1.4). Returns the room's actor once
+        ``connected`` is queued (after the client record is durable)."""
+        websocket = socket.websocket
+        if self.app.auth_handler is not None and protocol is None:
+            raise InvalidConnectionRequest("auth required")
+        if version != SUPPORTED_VERSION:
+            raise VersionNotSupported("unsupported version")
+        query = websocket.query_params
+        _, room_id, user_id, jurisdiction = parse_gate_params(query)
+        token = None
+        if protocol is not None:
+            try:
+                token = decode_uri_component(protocol)
+            except ValueError:
+                raise InvalidConnectionRequest("malformed auth") from None
+        auth = await authenticate(
+            self.app,
+            token=token,
+            room_id=room_id,
+            user_id=user_id,
+            timeout_ms=self.settings.auth_timeout_ms,
+        )
+        actor = await self.registry.open_room(room_id, jurisdiction)
+        parsed = parse_connect_query(query, str(websocket.url))
+        socket.client_id, socket.user_id, socket.room_id = parsed.client_id, user_id, room_id
+        request = ConnectRequest(
+            connection_id=socket.connection_id,
+            client_id=parsed.client_id,
+            client_group_id=parsed.client_group_id,
+            auth=auth,
+            base_cookie=parsed.base_cookie,
+            lmid=parsed.lmid,
+            wsid=parsed.wsid,
+            debug_perf=parsed.debug_perf,
+        )
+        actor.attach(socket)
+        try:
+            await actor.call(partial(_connect, request))
+        except BaseException:
+            actor.sockets.pop(socket.connection_id, None)
+            raise
+        return actor
+
+    async def _receive_loop(self, socket: ClientSocket, actor: RoomActor) -> None:
+        limit = self.settings.limits.max_message_bytes
+        max_mutations = self.settings.limits.max_mutations_per_push
+        while True:
+            message = await socket.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            try:
+                if text is None:
+                    raise InvalidMessage("binary frames are not supported; send JSON text")
+                if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+                    raise InvalidMessage(f"message is larger than the limit of {limit} bytes")
+                upstream = parse_upstream(text)
+            except InvalidMessage as e:
+                socket.send_error(e)
+                continue
+            if isinstance(upstream, PingBody):
+                socket.send(PONG_FRAME)
+            elif isinstance(upstream, PushBody):
+                if len(upstream.mutations) > max_mutations:
+                    socket.send_error(
+                        LimitExceeded(
+                            f"push has {len(upstream.mutations)} mutations, more than the "
+                            f"limit of {max_mutations}"
+                        )
+                    )
+                    continue
+                actor.post(partial(_push, socket.client_id, socket.connection_id, upstream), socket)
+            elif isinstance(upstream, PullBody):
+                actor.post(partial(_pull, socket.client_id, socket.connection_id, upstream), socket)
+
+    # ----------------------------------------------------------------------- close beacon
+
+    async def close_beacon(self, request: Request) -> Response:
+        """``POST /api/sync/v1/close`` (spec 5.8): the client is gone for good."""
+        query = request.query_params
+        keys = set(query.keys())
+        if keys != {"roomID", "userID", "clientID"} or len(query.multi_items()) != 3:
+            missing = sorted({"roomID", "userID", "clientID"} - keys)
+            extra = sorted(keys - {"roomID", "userID", "clientID"})
+            detail = f"Missing property {missing[0]}" if missing else "Unexpected property "
+            detail += "" if missing else (extra[0] if extra else "repeated")
+            return api_error(400, f"Query string error. {detail}")
+        token = None
+        header = request.headers.get("authorization")
+        if header is not None:
+            parts = header.split()
+            if len(parts) != 2 or parts[0].lower() != "bearer":
+                return api_error(401, "Invalid Authorization header")
+            try:
+                token = decode_uri_component(parts[1])
+            except ValueError:
+                return api_error(401, "Malformed Authorization header")
+        elif self.app.auth_handler is not None:
+            return api_error(401, "Missing Authorization header")
+        try:
+            await authenticate(
+                self.app,
+                token=token,
+                room_id=query["roomID"],
+                user_id=query["userID"],
+                timeout_ms=self.settings.auth_timeout_ms,
+            )
+        except Unauthorized as e:
+            return PlainTextResponse(e.message, 403)
+        record = await self.registry.store.get_room(query["roomID"])
+        if record is None:
+            return PlainTextResponse("Room not found", 404)
+        if record.status != "open":
+            return PlainTextResponse("Room closed", 410)
+        try:
+            body = msgspec.json.decode(await request.body(), type=_BeaconBody)
+        except msgspec.DecodeError as e:
+            return api_error(400, f"Body schema error. {e}")
+        actor = await self.registry.actor(query["roomID"])
+        outcome = await actor.call(
+            partial(_close_beacon, query["clientID"], query["userID"], body.last_mutation_id)
+        )
+        return PlainTextResponse(outcome.text, outcome.status)
+
+
+class _BeaconBody(msgspec.Struct, forbid_unknown_fields=True):
+    last_mutation_id: int = msgspec.field(name="lastMutationID")
+
+
+# The engine calls an actor runs for a socket (module-level, so no closure captures a loop
+# variable by mistake).
+
+
+def _connect(request: ConnectRequest, room: Room) -> None:
+    room.connect(request, now_ms=now_ms())
+
+
+def _push(client_id: str, connection_id: int, push: PushBody, room: Room) -> None:
+    room.push(client_id, connection_id, push, now_ms=now_ms())
+
+
+def _pull(client_id: str, connection_id: int, pull: PullBody, room: Room) -> None:
+    room.pull(client_id, connection_id, pull)
+
+
+def _close_beacon(client_id: str, user_id: str, last_mutation_id: int, room: Room) -> BeaconOutcome:
+    record = room.state.clients.get(client_id)
+    if record is not None and record.user_id and record.user_id != user_id:
+        return BeaconOutcome(403, "client belongs to another user")
+    return room.close_beacon(client_id, last_mutation_id)
