@@ -71,6 +71,15 @@ MaxValueOpt = Annotated[
     int,
     typer.Option(envvar="REFLECTD_MAX_VALUE_BYTES", help="Largest user value, in bytes of JSON."),
 ]
+StaticOpt = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="REFLECTD_STATIC_DIR",
+        help="A folder of static files (e.g. the app's web page) to serve under /app/.",
+        exists=True,
+        file_okay=False,
+    ),
+]
 _limits, _engine = Limits(), EngineSettings()
 
 
@@ -86,6 +95,7 @@ def serve(
     max_mutations_per_push: MaxMutationsOpt = _limits.max_mutations_per_push,
     max_key_bytes: MaxKeyOpt = _engine.max_key_bytes,
     max_value_bytes: MaxValueOpt = _engine.max_value_bytes,
+    static_dir: StaticOpt = None,
 ) -> None:
     """Serve APP: the sync endpoint for @rocicorp/reflect clients, with durable storage.
 
@@ -93,6 +103,7 @@ def serve(
     """
     settings = ServerSettings(
         db=db,
+        static_dir=str(static_dir) if static_dir is not None else None,
         limits=replace(
             _limits,
             max_message_bytes=max_message_bytes,
@@ -122,6 +133,7 @@ def dev(
     port: PortOpt = 8080,
     db: DbOpt = DEV_DB,
     log_level: LogLevelOpt = "info",
+    static_dir: StaticOpt = None,
 ) -> None:
     """Serve APP for local work: SQLite under ./.reflectd/, restart on code change."""
     _configure(log_level, "text")
@@ -129,6 +141,8 @@ def dev(
     os.environ.update(REFLECTD_DEV_APP=app, REFLECTD_DB=db, REFLECTD_LOG_LEVEL=log_level)
     watched = Path(app.rpartition(":")[0]).resolve().parent if ".py" in app else Path.cwd()
     typer.echo(f"reflectd dev: serving {app} on http://{host}:{port} (storage: {db})", err=True)
+    if static_dir is not None:
+        typer.echo(f"reflectd dev: web page at http://{host}:{port}/app/", err=True)
     uvicorn.run(
         "reflectd.cli:dev_asgi_factory",
         factory=True,
@@ -144,7 +158,10 @@ def dev(
 def dev_asgi_factory() -> object:
     """The ASGI app ``reflectd dev`` serves (rebuilt by the reloader after a change)."""
     _configure(os.environ.get("REFLECTD_LOG_LEVEL", "info"), "text")
-    settings = ServerSettings(db=os.environ.get("REFLECTD_DB", DEV_DB))
+    settings = ServerSettings(
+        db=os.environ.get("REFLECTD_DB", DEV_DB),
+        static_dir=os.environ.get("REFLECTD_STATIC_DIR"),
+    )
     return ReflectServer(_load(os.environ["REFLECTD_DEV_APP"]), settings).asgi
 
 

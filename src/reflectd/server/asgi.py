@@ -11,7 +11,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from reflectd.app import App
@@ -23,6 +24,9 @@ from reflectd.server.sync import SyncEndpoints
 from reflectd.storage import Store, open_store
 
 logger = logging.getLogger(__name__)
+
+#: where ``--static-dir`` is served (the root belongs to the Reflect API)
+STATIC_PATH = "/app"
 
 
 class ReflectServer:
@@ -42,8 +46,8 @@ class ReflectServer:
         )
         self.asgi.add_middleware(http.CORSMiddleware)
 
-    def _routes(self) -> list[Route | WebSocketRoute]:
-        return [
+    def _routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = [
             Route("/", http.root, methods=["GET"]),
             WebSocketRoute("/api/sync/{version}/connect", self._connect),
             Route("/api/sync/{version}/connect", _expect_websocket, methods=["GET", "POST"]),
@@ -53,6 +57,11 @@ class ReflectServer:
             Route("/api/metrics/v0/report", http.metrics_report, methods=["POST"]),
             Route("/api/logs/v0/log", http.client_log, methods=["POST"]),
         ]
+        if self.settings.static_dir is not None:
+            routes.append(
+                Mount(STATIC_PATH, StaticFiles(directory=self.settings.static_dir, html=True))
+            )
+        return routes
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:

@@ -29,6 +29,8 @@ class ServerSettings:
     db: str = ".reflectd/reflectd.sqlite3"
     limits: Limits = field(default_factory=Limits)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    #: a folder of static files (a web page for the app) served under ``/app/``
+    static_dir: str | None = None
     #: how long the auth handler may take (ms)
     auth_timeout_ms: int = 5000
     #: how long an idle room (no clients, nothing pending) stays in memory (ms)

@@ -1,0 +1,164 @@
+"""The in-memory backend: the reference ``Store`` for tests, behaving exactly like SQLite.
+
+A commit builds the room's new state aside and swaps it in only once it is complete, so a
+commit that fails halfway leaves nothing behind. Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+
+import msgspec
+from sortedcontainers import SortedDict
+
+from reflectd.engine.records import (
+    ClientRecord,
+    Entry,
+    RoomRecord,
+    RoomSnapshot,
+    RoomStatus,
+    RoomWrites,
+)
+from reflectd.errors import StorageError
+
+
+@dataclass(frozen=True, slots=True)
+class _RoomData:
+    """Everything stored for one room; replaced as a whole by each commit."""
+
+    version: int | None = None
+    connected_clients: frozenset[str] = frozenset()
+    clients: Mapping[str, ClientRecord] = field(default_factory=dict)
+    client_tombstones: Mapping[str, str | None] = field(default_factory=dict)
+    entries: Mapping[str, Entry] = field(default_factory=dict)
+
+
+_NO_DATA = _RoomData()
+
+
+class MemoryStore:
+    """A ``Store`` kept in dicts.
+
+    ``fault``, for tests, is called with the name of each step of a commit ("before_entries",
+    "after_entries", "after_clients", "before_commit"); an exception it raises fails the commit.
+    """
+
+    def __init__(self, *, fault: Callable[[str], None] | None = None) -> None:
+        self._fault = fault
+        self._is_open = False
+        self._is_closed = False
+        #: roomID -> record, in roomID order (str order is UTF-8 byte order)
+        self._rooms: SortedDict = SortedDict()
+        self._data: dict[str, _RoomData] = {}
+
+    async def open(self) -> None:
+        if self._is_open or self._is_closed:
+            raise StorageError("memory store: open() called twice")
+        self._is_open = True
+
+    async def close(self) -> None:
+        self._is_open = False
+        self._is_closed = True
+
+    # ------------------------------------------------------------------ rooms index
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        self._check_open()
+        record: RoomRecord | None = self._rooms.get(room_id)
+        return record
+
+    async def create_room(self, record: RoomRecord) -> bool:
+        self._check_open()
+        if record.room_id in self._rooms:
+            return False
+        self._rooms[record.room_id] = record
+        return True
+
+    async def set_room_status(self, room_id: str, status: RoomStatus) -> None:
+        """Set the status of an existing room; an unknown roomID changes nothing."""
+        self._check_open()
+        record: RoomRecord | None = self._rooms.get(room_id)
+        if record is not None:
+            self._rooms[room_id] = msgspec.structs.replace(record, status=status)
+
+    async def list_rooms(
+        self, *, start_key: str = "", exclusive: bool = False, limit: int
+    ) -> list[RoomRecord]:
+        self._check_open()
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        room_ids = self._rooms.irange(minimum=start_key, inclusive=(not exclusive, True))
+        return [self._rooms[room_id] for room_id in islice(room_ids, limit)]
+
+    # ------------------------------------------------------------------ room data
+
+    async def load_room(self, room_id: str) -> RoomSnapshot:
+        self._check_open()
+        data = self._data.get(room_id, _NO_DATA)
+        return RoomSnapshot(
+            version=data.version,
+            connected_clients=data.connected_clients,
+            clients=dict(sorted(data.clients.items())),
+            entries=dict(sorted(data.entries.items())),
+        )
+
+    async def commit(self, room_id: str, writes: RoomWrites) -> None:
+        self._check_open()
+        old = self._data.get(room_id, _NO_DATA)
+        try:
+            new = self._apply(old, writes)
+        except Exception as exc:
+            raise StorageError(
+                f"memory store: commit to room {room_id!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        self._data[room_id] = new
+
+    async def delete_room_data(self, room_id: str) -> None:
+        self._check_open()
+        self._data.pop(room_id, None)
+
+    async def client_tombstones(self, room_id: str) -> dict[str, str | None]:
+        """The room's client tombstones: clientID -> userID of the deleted record.
+
+        Not part of ``Store``: the engine never reads them (spec 3.8); tests do.
+        """
+        self._check_open()
+        return dict(sorted(self._data.get(room_id, _NO_DATA).client_tombstones.items()))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _apply(self, old: _RoomData, writes: RoomWrites) -> _RoomData:
+        """Build the room's state after ``writes``; a client both written and deleted ends
+        deleted."""
+        self._fault_at("before_entries")
+        entries = {**old.entries, **writes.entries}
+        self._fault_at("after_entries")
+        clients = {**old.clients, **writes.clients}
+        for client_id in writes.deleted_clients:
+            clients.pop(client_id, None)
+        client_tombstones = {**writes.deleted_clients, **old.client_tombstones}
+        self._fault_at("after_clients")
+        new = _RoomData(
+            version=old.version if writes.version is None else writes.version,
+            connected_clients=(
+                old.connected_clients
+                if writes.connected_clients is None
+                else frozenset(writes.connected_clients)
+            ),
+            clients=clients,
+            client_tombstones=client_tombstones,
+            entries=entries,
+        )
+        self._fault_at("before_commit")
+        return new
+
+    def _fault_at(self, point: str) -> None:
+        if self._fault is not None:
+            self._fault(point)
+
+    def _check_open(self) -> None:
+        if not self._is_open:
+            state = "closed" if self._is_closed else "not open yet"
+            raise StorageError(f"memory store is {state}")

@@ -1,0 +1,393 @@
+"""The SQLite backend: one file, WAL, ``synchronous=FULL``, one writer thread, group commit.
+
+Theory of operation. One thread owns the connection. Each call becomes a job (a function of
+the connection and a ``concurrent.futures.Future``) on a queue; the coroutine awaits the
+future through ``asyncio.wrap_future``, which resolves it on the event loop. The thread takes
+everything queued at once and runs it in order. Consecutive write jobs share ONE transaction
+(group commit): each runs in its own SAVEPOINT, so a job that fails is rolled back alone and
+only its future gets the ``StorageError``; the futures of the others are resolved only after
+COMMIT returned, that is once the writes are on disk. If COMMIT fails, every job of the group
+fails. Reads run between groups and so see every write acknowledged before them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+from reflectd.engine.records import (
+    ClientRecord,
+    Entry,
+    RoomRecord,
+    RoomSnapshot,
+    RoomStatus,
+    RoomWrites,
+)
+from reflectd.errors import StorageError
+from reflectd.storage.migrations.sqlite import migrate
+
+T = TypeVar("T")
+
+
+@dataclass(eq=False, slots=True)
+class _Job(Generic[T]):
+    """One call handed to the writer thread; ``run is None`` asks the thread to stop."""
+
+    run: Callable[[sqlite3.Connection], T] | None
+    #: what the job does, for error messages
+    what: str
+    write: bool
+    future: Future[T] = field(default_factory=Future)
+
+
+class SQLiteStore:
+    """A ``Store`` in the SQLite file ``path`` (created with its parent directories).
+
+    ``fault``, for tests, is called on the writer thread with the name of each step of a commit
+    ("before_entries", "after_entries", "after_clients") and once per group just before COMMIT
+    ("before_commit"); an exception it raises fails the commit (or the group) like an I/O error.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, fault: Callable[[str], None] | None = None
+    ) -> None:
+        if str(path) in ("", ":memory:") or str(path).startswith("file:"):
+            raise ValueError(f"SQLiteStore needs a file path, got {str(path)!r}")
+        self.path = Path(path)
+        self._fault = fault
+        self._queue: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
+        self._state: Literal["new", "open", "closed"] = "new"
+
+    async def open(self) -> None:
+        if self._state != "new":
+            raise StorageError(f"{self.path}: open() called twice")
+        ready: Future[None] = Future()
+        thread = threading.Thread(
+            target=self._writer_main, args=(ready,), name="reflectd-sqlite-writer", daemon=True
+        )
+        thread.start()
+        try:
+            await asyncio.wrap_future(ready)
+        except BaseException:
+            self._state = "closed"
+            self._queue.put(_Job(None, "close", write=False))
+            raise
+        self._state = "open"
+
+    async def close(self) -> None:
+        """Let every queued job finish, then close the file. Closing twice is harmless."""
+        if self._state != "open":
+            self._state = "closed"
+            return
+        self._state = "closed"
+        stop: _Job[None] = _Job(None, "close", write=False)
+        self._queue.put(stop)
+        await asyncio.wrap_future(stop.future)
+
+    # ------------------------------------------------------------------ rooms index
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        return await self._call(lambda conn: _get_room(conn, room_id), f"get room {room_id!r}")
+
+    async def create_room(self, record: RoomRecord) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT INTO rooms (room_id, jurisdiction, status) VALUES (?, ?, ?)"
+                " ON CONFLICT (room_id) DO NOTHING",
+                (record.room_id, record.jurisdiction, record.status),
+            )
+            return cursor.rowcount == 1
+
+        return await self._call(run, f"create room {record.room_id!r}", write=True)
+
+    async def set_room_status(self, room_id: str, status: RoomStatus) -> None:
+        """Set the status of an existing room; an unknown roomID changes nothing."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE rooms SET status = ? WHERE room_id = ?", (status, room_id))
+
+        await self._call(run, f"set status of room {room_id!r}", write=True)
+
+    async def list_rooms(
+        self, *, start_key: str = "", exclusive: bool = False, limit: int
+    ) -> list[RoomRecord]:
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        operator = ">" if exclusive else ">="
+
+        def run(conn: sqlite3.Connection) -> list[RoomRecord]:
+            rows = conn.execute(
+                "SELECT room_id, jurisdiction, status FROM rooms"
+                f" WHERE room_id {operator} ? ORDER BY room_id LIMIT ?",
+                (start_key, limit),
+            )
+            return [RoomRecord(room_id=r[0], jurisdiction=r[1], status=r[2]) for r in rows]
+
+        return await self._call(run, "list rooms")
+
+    # ------------------------------------------------------------------ room data
+
+    async def load_room(self, room_id: str) -> RoomSnapshot:
+        return await self._call(lambda conn: _load_room(conn, room_id), f"load room {room_id!r}")
+
+    async def commit(self, room_id: str, writes: RoomWrites) -> None:
+        await self._call(
+            lambda conn: self._apply(conn, room_id, writes),
+            f"commit to room {room_id!r}",
+            write=True,
+        )
+
+    async def delete_room_data(self, room_id: str) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            for table in _ROOM_DATA_TABLES:
+                conn.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
+
+        await self._call(run, f"delete data of room {room_id!r}", write=True)
+
+    async def client_tombstones(self, room_id: str) -> dict[str, str | None]:
+        """The room's client tombstones: clientID -> userID of the deleted record.
+
+        Not part of ``Store``: the engine never reads them (spec 3.8); tests do.
+        """
+
+        def run(conn: sqlite3.Connection) -> dict[str, str | None]:
+            rows = conn.execute(
+                "SELECT client_id, user_id FROM client_tombstones"
+                " WHERE room_id = ? ORDER BY client_id",
+                (room_id,),
+            )
+            return dict(rows.fetchall())
+
+        return await self._call(run, f"load client tombstones of room {room_id!r}")
+
+    # ------------------------------------------------------------------ writes
+
+    def _apply(self, conn: sqlite3.Connection, room_id: str, writes: RoomWrites) -> None:
+        """Apply ``writes``; a client both written and deleted ends deleted."""
+        self._fault_at("before_entries")
+        conn.executemany(
+            "INSERT OR REPLACE INTO entries (room_id, key, version, deleted, value)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(room_id, k, e.version, e.deleted, e.value) for k, e in writes.entries.items()],
+        )
+        self._fault_at("after_entries")
+        conn.executemany(
+            f"INSERT OR REPLACE INTO clients (room_id, client_id, {_CLIENT_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(room_id, client_id, *_client_row(c)) for client_id, c in writes.clients.items()],
+        )
+        deleted = [(room_id, client_id) for client_id in writes.deleted_clients]
+        conn.executemany("DELETE FROM clients WHERE room_id = ? AND client_id = ?", deleted)
+        conn.executemany(
+            "INSERT OR REPLACE INTO client_tombstones (room_id, client_id, user_id)"
+            " VALUES (?, ?, ?)",
+            [(room_id, client_id, user) for client_id, user in writes.deleted_clients.items()],
+        )
+        self._fault_at("after_clients")
+        if writes.version is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO room_versions (room_id, version) VALUES (?, ?)",
+                (room_id, writes.version),
+            )
+        if writes.connected_clients is not None:
+            conn.execute("DELETE FROM connected_clients WHERE room_id = ?", (room_id,))
+            conn.executemany(
+                "INSERT INTO connected_clients (room_id, client_id) VALUES (?, ?)",
+                [(room_id, client_id) for client_id in writes.connected_clients],
+            )
+
+    def _fault_at(self, point: str) -> None:
+        if self._fault is not None:
+            self._fault(point)
+
+    # ------------------------------------------------------------------ the writer thread
+
+    async def _call(
+        self, run: Callable[[sqlite3.Connection], T], what: str, *, write: bool = False
+    ) -> T:
+        """Run ``run(connection)`` on the writer thread and return its result."""
+        if self._state != "open":
+            state = "closed" if self._state == "closed" else "not open yet"
+            raise StorageError(f"{self.path}: cannot {what}: the store is {state}")
+        job = _Job(run, what, write)
+        self._queue.put(job)
+        return await asyncio.wrap_future(job.future)
+
+    def _writer_main(self, ready: Future[None]) -> None:
+        try:
+            conn = _connect(self.path)
+        except Exception as exc:
+            ready.set_exception(_storage_error(f"open {self.path}", exc))
+            return
+        ready.set_result(None)
+        stop: _Job[Any] | None = None
+        try:
+            stop = self._serve(conn)
+        finally:
+            conn.close()
+            if stop is not None and stop.future.set_running_or_notify_cancel():
+                stop.future.set_result(None)
+
+    def _serve(self, conn: sqlite3.Connection) -> _Job[Any]:
+        """Run batches of queued jobs until the stop job; return it."""
+        while True:
+            batch = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._queue.get_nowait())
+            group: list[_Job[Any]] = []
+            for job in batch:
+                if job.write:
+                    group.append(job)
+                    continue
+                self._commit_group(conn, group)
+                group = []
+                if job.run is None:
+                    return job
+                self._run_read(conn, job)
+            self._commit_group(conn, group)
+
+    def _run_read(self, conn: sqlite3.Connection, job: _Job[Any]) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        assert job.run is not None
+        try:
+            result = job.run(conn)
+        except Exception as exc:
+            job.future.set_exception(_storage_error(job.what, exc))
+        else:
+            job.future.set_result(result)
+
+    def _commit_group(self, conn: sqlite3.Connection, jobs: list[_Job[Any]]) -> None:
+        """Run write jobs in one transaction, a savepoint each; resolve them after COMMIT."""
+        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
+        results: list[tuple[_Job[Any], Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                assert job.run is not None
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job.run(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    job.future.set_exception(_storage_error(job.what, exc))
+                else:
+                    results.append((job, result))
+                conn.execute("RELEASE job")
+            self._fault_at("before_commit")
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(_storage_error(f"{job.what} (group commit)", exc))
+            return
+        for job, result in results:
+            job.future.set_result(result)
+
+
+# ---------------------------------------------------------------------- queries
+
+_ROOM_DATA_TABLES = (
+    "room_versions",
+    "connected_clients",
+    "clients",
+    "client_tombstones",
+    "entries",
+)
+
+_CLIENT_COLUMNS = (
+    "client_group_id, base_cookie, last_mutation_id, last_mutation_id_version,"
+    " last_seen_ms, user_id, last_mutation_id_at_close"
+)
+
+
+def _client_row(c: ClientRecord) -> tuple[object, ...]:
+    """The values of ``_CLIENT_COLUMNS``, in that order."""
+    return (
+        c.client_group_id,
+        c.base_cookie,
+        c.last_mutation_id,
+        c.last_mutation_id_version,
+        c.last_seen_ms,
+        c.user_id,
+        c.last_mutation_id_at_close,
+    )
+
+
+def _get_room(conn: sqlite3.Connection, room_id: str) -> RoomRecord | None:
+    row = conn.execute(
+        "SELECT jurisdiction, status FROM rooms WHERE room_id = ?", (room_id,)
+    ).fetchone()
+    return None if row is None else RoomRecord(room_id=room_id, jurisdiction=row[0], status=row[1])
+
+
+def _load_room(conn: sqlite3.Connection, room_id: str) -> RoomSnapshot:
+    args = (room_id,)
+    version = conn.execute("SELECT version FROM room_versions WHERE room_id = ?", args).fetchone()
+    connected = conn.execute("SELECT client_id FROM connected_clients WHERE room_id = ?", args)
+    clients = conn.execute(
+        f"SELECT client_id, {_CLIENT_COLUMNS} FROM clients WHERE room_id = ? ORDER BY client_id",
+        args,
+    )
+    entries = conn.execute(
+        "SELECT key, version, deleted, value FROM entries WHERE room_id = ? ORDER BY key", args
+    )
+    return RoomSnapshot(
+        version=None if version is None else version[0],
+        connected_clients=frozenset(row[0] for row in connected),
+        clients={
+            row[0]: ClientRecord(
+                client_group_id=row[1],
+                base_cookie=row[2],
+                last_mutation_id=row[3],
+                last_mutation_id_version=row[4],
+                last_seen_ms=row[5],
+                user_id=row[6],
+                last_mutation_id_at_close=row[7],
+            )
+            for row in clients
+        },
+        entries={
+            key: Entry(version=v, deleted=bool(deleted), value=value)
+            for key, v, deleted, value in entries
+        },
+    )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the file; WAL mode, ``synchronous=FULL``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        migrate(conn, str(path))
+        journal_mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if journal_mode != "wal":
+            raise StorageError(f"{path}: cannot use WAL mode (journal_mode is {journal_mode!r})")
+        conn.execute("PRAGMA synchronous = FULL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _storage_error(what: str, exc: Exception) -> StorageError:
+    if isinstance(exc, StorageError):
+        return exc
+    error = StorageError(f"SQLite: {what} failed: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
