@@ -16,8 +16,8 @@ _SQLITE_PREFIX = "sqlite:///"
 async def open_store(db: str | os.PathLike[str]) -> Store:
     """Create and open the store named by ``--db``.
 
-    ``db`` is a file path or ``sqlite:///path`` (``sqlite:////abs/path`` for an absolute path)
-    for SQLite, or ``memory://`` for a store that lives only as long as the process.
+    ``db`` is a SQLite file path or ``sqlite:///path`` (``sqlite:////abs/path`` for an absolute
+    path), or ``memory://`` (also ``memory:``) for a store kept only in this process.
     """
     store = _store_for(os.fspath(db))
     await store.open()
@@ -25,7 +25,7 @@ async def open_store(db: str | os.PathLike[str]) -> Store:
 
 
 def _store_for(db: str) -> Store:
-    if db == "memory://":
+    if db in ("memory://", "memory:"):
         return MemoryStore()
     if db.startswith(_SQLITE_PREFIX) and len(db) > len(_SQLITE_PREFIX):
         return SQLiteStore(db[len(_SQLITE_PREFIX) :])

@@ -138,7 +138,7 @@ class MemoryStore:
         clients = {**old.clients, **writes.clients}
         for client_id in writes.deleted_clients:
             clients.pop(client_id, None)
-        client_tombstones = {**writes.deleted_clients, **old.client_tombstones}
+        client_tombstones = {**old.client_tombstones, **writes.deleted_clients}
         self._fault_at("after_clients")
         new = _RoomData(
             version=old.version if writes.version is None else writes.version,
