@@ -16,7 +16,8 @@ Every error that reaches a client knows how it is reported::
     │   ├── VersionNotSupported
     │   └── LimitExceeded          a configured limit was passed (reported as InvalidMessage
     │                              or InvalidPush, see ``kind``)
-    └── StorageError               the backend failed; the turn is not poked and is retried
+    ├── StorageError               the backend failed; nothing of the round is sent
+    └── ApiError                   a REST API error, reported as the JSON envelope
 
 The WebSocket layer turns a ``ProtocolError`` into wire output in exactly one place
 (``reflectd.server.sync``).
@@ -107,3 +108,19 @@ class LimitExceeded(InvalidPush):
 
 class StorageError(ReflectdError):
     """The storage backend failed (disk full, I/O error, lost lease...)."""
+
+
+class ApiError(ReflectdError):
+    """A REST API error: reported as ``{"error": {"code", "resource", "message"}}`` with
+    ``status`` as the HTTP status (spec 5.2)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        resource: Literal["request", "rooms", "connections"] = "request",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.resource = resource

@@ -26,7 +26,7 @@ from reflectd.engine.room import Close, Effect, Room, Send
 from reflectd.engine.turn import has_work, run_turn
 from reflectd.errors import ProtocolError, ReflectdError
 from reflectd.server.sockets import ClientSocket
-from reflectd.storage.base import Store
+from reflectd.storage.base import Backend
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class RoomActor:
     def __init__(
         self,
         room: Room,
-        store: Store,
+        store: Backend,
         *,
         idle_unload_ms: int,
         on_stop: Callable[[RoomActor], None],

@@ -21,7 +21,7 @@ from reflectd.server.errors import api_error
 from reflectd.server.rooms import RoomRegistry
 from reflectd.server.settings import ServerSettings
 from reflectd.server.sync import SyncEndpoints
-from reflectd.storage import Store, open_store
+from reflectd.storage import Backend, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ STATIC_PATH = "/app"
 class ReflectServer:
     """One reflectd process: storage, live rooms, and the ASGI app that serves them."""
 
-    def __init__(self, app: App, settings: ServerSettings, store: Store | None = None) -> None:
+    def __init__(self, app: App, settings: ServerSettings, store: Backend | None = None) -> None:
         self.app = app
         self.settings = settings
         self._given_store = store

@@ -11,7 +11,7 @@ from reflectd.engine.room import Room
 from reflectd.errors import RoomClosed, RoomNotFound
 from reflectd.server.actor import RoomActor, RoomUnavailable
 from reflectd.server.settings import ServerSettings
-from reflectd.storage.base import Store
+from reflectd.storage.base import Backend
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 class RoomRegistry:
     """Finds or loads the actor of a room; one actor per live room in this process."""
 
-    def __init__(self, store: Store, app: App, settings: ServerSettings) -> None:
+    def __init__(self, store: Backend, app: App, settings: ServerSettings) -> None:
         self.store = store
         self.app = app
         self.settings = settings

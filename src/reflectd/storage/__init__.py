@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 
-from reflectd.storage.base import Store
+from reflectd.storage.base import Backend, Store
 from reflectd.storage.memory import MemoryStore
 from reflectd.storage.sqlite import SQLiteStore
 
-__all__ = ["MemoryStore", "SQLiteStore", "Store", "open_store"]
+__all__ = ["Backend", "MemoryStore", "SQLiteStore", "Store", "open_store"]
 
 _SQLITE_PREFIX = "sqlite:///"
 
 
-async def open_store(db: str | os.PathLike[str]) -> Store:
+async def open_store(db: str | os.PathLike[str]) -> Backend:
     """Create and open the store named by ``--db``.
 
     ``db`` is a SQLite file path or ``sqlite:///path`` (``sqlite:////abs/path`` for an absolute
@@ -24,7 +24,7 @@ async def open_store(db: str | os.PathLike[str]) -> Store:
     return store
 
 
-def _store_for(db: str) -> Store:
+def _store_for(db: str) -> Backend:
     if db in ("memory://", "memory:"):
         return MemoryStore()
     if db.startswith(_SQLITE_PREFIX) and len(db) > len(_SQLITE_PREFIX):

@@ -11,12 +11,14 @@ client's ``connected``) only after it returns.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol, get_args
+
+import msgspec
 
 from reflectd.engine.records import RoomRecord, RoomSnapshot, RoomStatus, RoomWrites
 
 #: the schema version this code writes; backends migrate older stores up to it on open
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Store(Protocol):
@@ -56,3 +58,46 @@ class Store(Protocol):
     async def delete_room_data(self, room_id: str) -> None:
         """Remove every stored value of the room (user entries, clients, version). The room
         record is kept."""
+
+
+# ---------------------------------------------------------------------------- API keys
+
+Permission = Literal[
+    "rooms:read", "rooms:create", "rooms:close", "rooms:delete", "connections:invalidate"
+]
+PERMISSIONS: tuple[Permission, ...] = get_args(Permission)
+
+
+class ApiKeyRecord(msgspec.Struct, frozen=True):
+    """A REST API key: only the SHA-256 of its value is stored."""
+
+    name: str
+    key_hash: str
+    permissions: tuple[Permission, ...]
+    created_ms: int
+    last_used_ms: int | None = None
+
+
+class KeyStore(Protocol):
+    """API keys; every backend implements it beside ``Store`` (see ``Backend``)."""
+
+    async def create_api_key(self, record: ApiKeyRecord) -> bool:
+        """Insert ``record``; False (nothing changed) if a key of that name exists."""
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        """All keys, by name."""
+
+    async def set_api_key_permissions(self, name: str, permissions: tuple[Permission, ...]) -> bool:
+        """False if there is no such key."""
+
+    async def touch_api_key(self, name: str, now_ms: int) -> None:
+        """Record that the key was used."""
+
+    async def delete_api_key(self, name: str) -> bool:
+        """False if there is no such key."""
+
+
+class Backend(Store, KeyStore, Protocol):
+    """What a storage backend implements: room data, the rooms index and API keys."""

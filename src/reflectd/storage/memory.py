@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any
 
 import msgspec
 from sortedcontainers import SortedDict
@@ -22,6 +23,7 @@ from reflectd.engine.records import (
     RoomWrites,
 )
 from reflectd.errors import StorageError
+from reflectd.storage.base import ApiKeyRecord, Permission
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,7 @@ class MemoryStore:
         #: roomID -> record, in roomID order (str order is UTF-8 byte order)
         self._rooms: SortedDict = SortedDict()
         self._data: dict[str, _RoomData] = {}
+        self._api_keys: dict[str, ApiKeyRecord] = {}
 
     async def open(self) -> None:
         if self._is_open or self._is_closed:
@@ -93,6 +96,39 @@ class MemoryStore:
         return [self._rooms[room_id] for room_id in islice(room_ids, limit)]
 
     # ------------------------------------------------------------------ room data
+
+    async def create_api_key(self, record: ApiKeyRecord) -> bool:
+        self._check_open()
+        if record.name in self._api_keys or await self.find_api_key(record.key_hash):
+            return False
+        self._api_keys[record.name] = record
+        return True
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        self._check_open()
+        return next((k for k in self._api_keys.values() if k.key_hash == key_hash), None)
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        self._check_open()
+        return [self._api_keys[name] for name in sorted(self._api_keys)]
+
+    async def set_api_key_permissions(self, name: str, permissions: tuple[Permission, ...]) -> bool:
+        return self._replace_key(name, permissions=permissions)
+
+    async def touch_api_key(self, name: str, now_ms: int) -> None:
+        self._replace_key(name, last_used_ms=now_ms)
+
+    async def delete_api_key(self, name: str) -> bool:
+        self._check_open()
+        return self._api_keys.pop(name, None) is not None
+
+    def _replace_key(self, name: str, **changes: Any) -> bool:
+        self._check_open()
+        record = self._api_keys.get(name)
+        if record is None:
+            return False
+        self._api_keys[name] = msgspec.structs.replace(record, **changes)
+        return True
 
     async def load_room(self, room_id: str) -> RoomSnapshot:
         self._check_open()

@@ -33,6 +33,7 @@ from reflectd.engine.records import (
     RoomWrites,
 )
 from reflectd.errors import StorageError
+from reflectd.storage.base import PERMISSIONS, ApiKeyRecord, Permission
 from reflectd.storage.migrations.sqlite import migrate
 
 T = TypeVar("T")
@@ -133,6 +134,59 @@ class SQLiteStore:
             return [RoomRecord(room_id=r[0], jurisdiction=r[1], status=r[2]) for r in rows]
 
         return await self._call(run, "list rooms")
+
+    # ------------------------------------------------------------------ API keys
+
+    async def create_api_key(self, record: ApiKeyRecord) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT INTO api_keys (name, key_hash, permissions, created_ms, last_used_ms)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (
+                    record.name,
+                    record.key_hash,
+                    " ".join(record.permissions),
+                    record.created_ms,
+                    record.last_used_ms,
+                ),
+            )
+            return cursor.rowcount == 1
+
+        return await self._call(run, f"create API key {record.name!r}", write=True)
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        def run(conn: sqlite3.Connection) -> ApiKeyRecord | None:
+            row = conn.execute(_SELECT_KEYS + " WHERE key_hash = ?", (key_hash,)).fetchone()
+            return None if row is None else _api_key(row)
+
+        return await self._call(run, "find API key")
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        def run(conn: sqlite3.Connection) -> list[ApiKeyRecord]:
+            return [_api_key(row) for row in conn.execute(_SELECT_KEYS + " ORDER BY name")]
+
+        return await self._call(run, "list API keys")
+
+    async def set_api_key_permissions(self, name: str, permissions: tuple[Permission, ...]) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE api_keys SET permissions = ? WHERE name = ?", (" ".join(permissions), name)
+            )
+            return cursor.rowcount == 1
+
+        return await self._call(run, f"edit API key {name!r}", write=True)
+
+    async def touch_api_key(self, name: str, now_ms: int) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE api_keys SET last_used_ms = ? WHERE name = ?", (now_ms, name))
+
+        await self._call(run, f"touch API key {name!r}", write=True)
+
+    async def delete_api_key(self, name: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM api_keys WHERE name = ?", (name,)).rowcount == 1
+
+        return await self._call(run, f"delete API key {name!r}", write=True)
 
     # ------------------------------------------------------------------ room data
 
@@ -366,6 +420,20 @@ def _load_room(conn: sqlite3.Connection, room_id: str) -> RoomSnapshot:
             key: Entry(version=v, deleted=bool(deleted), value=value)
             for key, v, deleted, value in entries
         },
+    )
+
+
+_SELECT_KEYS = "SELECT name, key_hash, permissions, created_ms, last_used_ms FROM api_keys"
+
+
+def _api_key(row: tuple[Any, ...]) -> ApiKeyRecord:
+    permissions = tuple(p for p in row[2].split() if p in PERMISSIONS)
+    return ApiKeyRecord(
+        name=row[0],
+        key_hash=row[1],
+        permissions=permissions,
+        created_ms=row[3],
+        last_used_ms=row[4],
     )
 
 

@@ -63,6 +63,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (room_id, key)
         ) WITHOUT ROWID""",
     ),
+    # 1 -> 2: REST API keys (only hashes of their values)
+    (
+        """CREATE TABLE api_keys (
+            name TEXT NOT NULL PRIMARY KEY,
+            key_hash TEXT NOT NULL UNIQUE,
+            permissions TEXT NOT NULL,
+            created_ms INTEGER NOT NULL,
+            last_used_ms INTEGER
+        ) WITHOUT ROWID""",
+    ),
 )
 
 
