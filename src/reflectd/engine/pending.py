@@ -6,6 +6,7 @@ each pusher's push order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,9 +99,14 @@ def plan_push(
             )
         previous[m.client_id] = m.id
         timestamps = None
-        if m.client_id == pusher_id and push.timestamp - m.timestamp < LIVE_MUTATION_THRESHOLD_MS:
+        normalized_ms = m.timestamp + clock_offset_ms  # not finite if the clocks are absurd
+        if (
+            m.client_id == pusher_id
+            and push.timestamp - m.timestamp < LIVE_MUTATION_THRESHOLD_MS
+            and math.isfinite(normalized_ms)
+        ):
             timestamps = Timestamps(
-                normalized_ms=int(m.timestamp + clock_offset_ms),
+                normalized_ms=int(normalized_ms),
                 origin_ms=int(m.timestamp),
                 server_received_ms=now_ms,
             )
