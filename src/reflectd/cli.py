@@ -14,10 +14,12 @@ import typer
 import uvicorn
 
 from reflectd import App, __version__
+from reflectd.cli_admin import connections, keys, rooms
 from reflectd.engine.handlers import EngineSettings
 from reflectd.loader import AppLoadError, load_app
 from reflectd.logs import LOG_LEVELS, LogFormat, configure_logging
 from reflectd.server.asgi import ReflectServer
+from reflectd.server.rest.keys import ENV_KEY_NAME
 from reflectd.server.settings import Limits, ServerSettings
 
 cli = typer.Typer(
@@ -71,6 +73,14 @@ MaxValueOpt = Annotated[
     int,
     typer.Option(envvar="REFLECTD_MAX_VALUE_BYTES", help="Largest user value, in bytes of JSON."),
 ]
+AppIdOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="REFLECTD_APP_ID",
+        help="The app-id of the REST routes /v1/apps/{app-id}/... "
+        "(REFLECTD_API_KEY in the environment is a key with every permission).",
+    ),
+]
 StaticOpt = Annotated[
     Path | None,
     typer.Option(
@@ -96,6 +106,7 @@ def serve(
     max_key_bytes: MaxKeyOpt = _engine.max_key_bytes,
     max_value_bytes: MaxValueOpt = _engine.max_value_bytes,
     static_dir: StaticOpt = None,
+    app_id: AppIdOpt = "default",
 ) -> None:
     """Serve APP: the sync endpoint for @rocicorp/reflect clients, with durable storage.
 
@@ -103,6 +114,8 @@ def serve(
     """
     settings = ServerSettings(
         db=db,
+        app_id=app_id,
+        api_key=os.environ.get(ENV_KEY_NAME) or None,
         static_dir=str(static_dir) if static_dir is not None else None,
         limits=replace(
             _limits,
@@ -160,9 +173,16 @@ def dev_asgi_factory() -> object:
     _configure(os.environ.get("REFLECTD_LOG_LEVEL", "info"), "text")
     settings = ServerSettings(
         db=os.environ.get("REFLECTD_DB", DEV_DB),
+        app_id=os.environ.get("REFLECTD_APP_ID", "default"),
+        api_key=os.environ.get(ENV_KEY_NAME) or None,
         static_dir=os.environ.get("REFLECTD_STATIC_DIR"),
     )
     return ReflectServer(_load(os.environ["REFLECTD_DEV_APP"]), settings).asgi
+
+
+cli.add_typer(keys, name="keys")
+cli.add_typer(rooms, name="rooms")
+cli.add_typer(connections, name="connections")
 
 
 @cli.command()

@@ -18,15 +18,20 @@ from starlette.websockets import WebSocket
 from reflectd.app import App
 from reflectd.server import http
 from reflectd.server.errors import api_error
+from reflectd.server.rest.commands import RoomCommands
+from reflectd.server.rest.keys import KeyRing
+from reflectd.server.rest.routes import RestApi
 from reflectd.server.rooms import RoomRegistry
 from reflectd.server.settings import ServerSettings
-from reflectd.server.sync import SyncEndpoints
+from reflectd.server.sync import SyncEndpoints, bad_version, is_version_segment
 from reflectd.storage import Backend, open_store
 
 logger = logging.getLogger(__name__)
 
 #: where ``--static-dir`` is served (the root belongs to the Reflect API)
 STATIC_PATH = "/app"
+#: the REST API answers every method itself (405 after its key check, as the original)
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
 class ReflectServer:
@@ -38,6 +43,7 @@ class ReflectServer:
         self._given_store = store
         self.registry: RoomRegistry | None = None
         self.sync: SyncEndpoints | None = None
+        self.rest: RestApi | None = None
         self._shutdown_started = False
         self.asgi = Starlette(
             routes=self._routes(),
@@ -54,8 +60,12 @@ class ReflectServer:
             Route("/api/sync/v1/close", self._close_beacon, methods=["POST"]),
             Route("/api/canary/v0/get", http.canary_get, methods=["GET"]),
             WebSocketRoute("/api/canary/v0/websocket", http.canary_websocket),
+            Route("/api/canary/v0/websocket", _expect_websocket, methods=["GET"]),
             Route("/api/metrics/v0/report", http.metrics_report, methods=["POST"]),
             Route("/api/logs/v0/log", http.client_log, methods=["POST"]),
+            Route("/api/v1", self._rest, methods=_ALL_METHODS),
+            Route("/api/v1/{rest:path}", self._rest, methods=_ALL_METHODS),
+            Route("/v1/apps/{rest:path}", self._rest, methods=_ALL_METHODS),
         ]
         if self.settings.static_dir is not None:
             routes.append(
@@ -79,6 +89,11 @@ class ReflectServer:
             await store.open()
         self.registry = RoomRegistry(store, self.app, self.settings)
         self.sync = SyncEndpoints(self.app, self.registry, self.settings)
+        self.rest = RestApi(
+            RoomCommands(self.registry),
+            KeyRing(store, self.settings.api_key),
+            app_id=self.settings.app_id,
+        )
         logger.info("reflectd ready (storage: %s)", self.settings.db)
 
     async def shutdown(self) -> None:
@@ -105,14 +120,23 @@ class ReflectServer:
         assert self.sync is not None
         await self.sync.connect(websocket)
 
+    async def _rest(self, request: Request) -> Response:
+        assert self.rest is not None
+        return await self.rest(request)
+
     async def _close_beacon(self, request: Request) -> Response:
         assert self.sync is not None
         return await self.sync.close_beacon(request)
 
 
 async def _expect_websocket(request: Request) -> Response:
+    """A plain HTTP request to a WebSocket route: checked in the original's order (spec 1.3
+    steps 1-2): method, version segment, then the missing upgrade."""
     if request.method != "GET":
         return api_error(405, "unsupported method")
+    segment = request.path_params.get("version")
+    if segment is not None and not is_version_segment(segment):
+        return bad_version(segment)
     return PlainTextResponse("expected websocket", 400)
 
 

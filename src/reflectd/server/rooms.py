@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from reflectd.app import App
 from reflectd.engine.records import RoomRecord
@@ -11,6 +12,7 @@ from reflectd.engine.room import Room
 from reflectd.errors import RoomClosed, RoomNotFound
 from reflectd.server.actor import RoomActor, RoomUnavailable
 from reflectd.server.settings import ServerSettings
+from reflectd.server.sockets import ClientSocket
 from reflectd.storage.base import Backend
 
 logger = logging.getLogger(__name__)
@@ -74,22 +76,47 @@ class RoomRegistry:
         return await self.actor(room_id)
 
     async def _auto_create(self, room_id: str, jurisdiction: str) -> RoomRecord:
+        try:
+            await self.create_room(room_id, jurisdiction)
+        except Exception:
+            logger.exception("creating room %s failed", room_id)
+            raise RoomClosed(room_id) from None
+        record = await self.store.get_room(room_id)
+        if record is None:
+            raise RoomNotFound(room_id)
+        return record
+
+    async def create_room(self, room_id: str, jurisdiction: str) -> bool:
+        """Create the room (its start handler runs first); False if the roomID exists in any
+        status. If the start handler raises, no record is written and the error propagates."""
         async with self._create_lock:
-            record = await self.store.get_room(room_id)
-            if record is not None:
-                return record
-            try:
-                await self.actor(room_id)
-                await self.store.create_room(
-                    RoomRecord(room_id=room_id, jurisdiction="eu" if jurisdiction else "")
-                )
-            except Exception:
-                logger.exception("creating room %s failed", room_id)
-                raise RoomClosed(room_id) from None
-            record = await self.store.get_room(room_id)
-            if record is None:
-                raise RoomNotFound(room_id)
-            return record
+            if await self.store.get_room(room_id) is not None:
+                return False
+            await self.actor(room_id)
+            record = RoomRecord(room_id=room_id, jurisdiction="eu" if jurisdiction else "")
+            return await self.store.create_room(record)
+
+    async def delete_room(self, room_id: str) -> None:
+        """Mark the room deleted (no new connects), close its sockets, drop it from memory and
+        delete its data; the record stays, so the roomID is never reused."""
+        await self.store.set_room_status(room_id, "deleted")
+        actor = self.actors.get(room_id)
+        if actor is not None:
+            for socket in list(actor.sockets.values()):
+                socket.close()
+            await actor.stop()
+        await self.store.delete_room_data(room_id)
+
+    def close_connections(self, matches: Callable[[ClientSocket], bool]) -> int:
+        """Close (without an error frame) every socket that ``matches``; the clients reconnect
+        at once and are authenticated again. Returns how many were closed."""
+        closed = 0
+        for actor in list(self.actors.values()):
+            for socket in list(actor.sockets.values()):
+                if matches(socket):
+                    socket.close()
+                    closed += 1
+        return closed
 
     async def drain(self) -> None:
         """Finish every room's round in progress and stop the actors; sockets stay open."""

@@ -29,6 +29,10 @@ class ServerSettings:
     db: str = ".reflectd/reflectd.sqlite3"
     limits: Limits = field(default_factory=Limits)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    #: the app-id of the seed's REST routes ``/v1/apps/{app-id}/...``
+    app_id: str = "default"
+    #: a REST API key with every permission, for bootstrapping and scripts (never logged)
+    api_key: str | None = field(default=None, repr=False)
     #: a folder of static files (a web page for the app) served under ``/app/``
     static_dir: str | None = None
     #: how long the auth handler may take (ms)
