@@ -13,7 +13,9 @@ _JS_SPACE = (
     "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
-_INT_PREFIX = re.compile(r"([+-]?)(?:(0[xX])([0-9a-fA-F]+)|([0-9]+))")
+_INT_PREFIX = re.compile(r"([+-]?)(?:(0[xX])([0-9a-fA-F]*)|([0-9]+))")
+#: Python refuses to convert longer digit strings in one go (``sys.get_int_max_str_digits``)
+_DIGITS_PER_CHUNK = 4000
 _PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 
 
@@ -23,8 +25,19 @@ def parse_int(text: str) -> int | None:
     if match is None:
         return None
     sign, hex_prefix, hex_digits, decimal_digits = match.groups()
-    value = int(hex_digits, 16) if hex_prefix else int(decimal_digits)
+    if hex_prefix and not hex_digits:
+        return None  # "0x" with no hex digit after it is NaN, not 0
+    value = int(hex_digits, 16) if hex_prefix else _decimal(decimal_digits)
     return -value if sign == "-" else value
+
+
+def _decimal(digits: str) -> int:
+    """``int(digits)``, also for strings longer than Python's int-conversion limit."""
+    value = 0
+    for start in range(0, len(digits), _DIGITS_PER_CHUNK):
+        chunk = digits[start : start + _DIGITS_PER_CHUNK]
+        value = value * 10 ** len(chunk) + int(chunk)
+    return value
 
 
 def decode_uri_component(text: str) -> str:

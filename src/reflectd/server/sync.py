@@ -45,6 +45,15 @@ SUPPORTED_VERSION = 1
 _VERSION = re.compile(r"v(\d+)")
 
 
+def bad_version(segment: str) -> Response:
+    """The plain-text 500 for a version segment that is not ``v<digits>`` (spec 1.1)."""
+    return PlainTextResponse(f"invalid version found by withVersion, {segment}", 500)
+
+
+def is_version_segment(segment: str) -> bool:
+    return _VERSION.fullmatch(segment) is not None
+
+
 class SyncEndpoints:
     def __init__(self, app: App, registry: RoomRegistry, settings: ServerSettings) -> None:
         self.app = app
@@ -58,9 +67,7 @@ class SyncEndpoints:
     async def connect(self, websocket: WebSocket) -> None:
         version = _VERSION.fullmatch(websocket.path_params["version"])
         if version is None:
-            segment = websocket.path_params["version"]
-            response = PlainTextResponse(f"invalid version found by withVersion, {segment}", 500)
-            await websocket.send_denial_response(response)
+            await websocket.send_denial_response(bad_version(websocket.path_params["version"]))
             return
         protocol = websocket.headers.get("sec-websocket-protocol")
         await websocket.accept(subprotocol=protocol)
