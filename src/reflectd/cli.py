@@ -151,7 +151,10 @@ def dev(
     """Serve APP for local work: SQLite under ./.reflectd/, restart on code change."""
     _configure(log_level, "text")
     _load(app)  # fail here, with a clear message, rather than in the reloader's child
+    # the reloader's child process reads its settings from the environment
     os.environ.update(REFLECTD_DEV_APP=app, REFLECTD_DB=db, REFLECTD_LOG_LEVEL=log_level)
+    if static_dir is not None:
+        os.environ["REFLECTD_STATIC_DIR"] = str(static_dir.resolve())
     watched = Path(app.rpartition(":")[0]).resolve().parent if ".py" in app else Path.cwd()
     typer.echo(f"reflectd dev: serving {app} on http://{host}:{port} (storage: {db})", err=True)
     if static_dir is not None:
