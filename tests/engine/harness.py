@@ -221,14 +221,10 @@ def _error_kind(value: Any, path: str) -> None:
 
 
 _MESSAGE_CHECKS: dict[str, Check] = {
-    "connected": _tuple(
-        _literal("connected"), _object({"wsid": _string}, {"timestamp": _number})
-    ),
+    "connected": _tuple(_literal("connected"), _object({"wsid": _string}, {"timestamp": _number})),
     "poke": _tuple(
         _literal("poke"),
-        _object(
-            {"pokes": _array(_poke), "requestID": _string}, {"debugServerBufferMs": _number}
-        ),
+        _object({"pokes": _array(_poke), "requestID": _string}, {"debugServerBufferMs": _number}),
     ),
     "pull": _tuple(
         _literal("pull"),
@@ -455,12 +451,26 @@ class Observation:
     connections: dict[str, tuple[Any, ...]]
 
 
+@dataclass
+class MutationOutcome:
+    """What ``RoomDriver.mutate`` saw: the body's result or error, and the resulting patch."""
+
+    result: Any = None
+    error: Exception | None = None
+    patch: list[dict[str, Any]] = field(default_factory=list)
+
+
 class TurnFrames(dict[str, list[Any]]):
     """The decoded frames each client received, by clientID."""
 
     def pokes(self, client_id: str) -> list[dict[str, Any]]:
         """The pokes ``client_id`` received, in order, across its poke frames."""
-        return [poke for frame in self.get(client_id, []) if frame[0] == "poke" for poke in frame[1]["pokes"]]
+        return [
+            poke
+            for frame in self.get(client_id, [])
+            if frame[0] == "poke"
+            for poke in frame[1]["pokes"]
+        ]
 
     def poke_frames(self, client_id: str) -> list[Any]:
         return [frame for frame in self.get(client_id, []) if frame[0] == "poke"]
@@ -534,7 +544,7 @@ class RoomDriver:
         *,
         group: str | None = None,
         user: str | None = None,
-        base_cookie: int | None | str = "client's",
+        base_cookie: int | str | None = "client's",
         lmid: int | None = None,
         wsid: str | None = None,
         auth: Mapping[str, Any] | None = None,
@@ -660,6 +670,32 @@ class RoomDriver:
         outcome = self.room.close_beacon(client_id, last_mutation_id)
         self.commit()
         assert not self.room.take_effects(), "the close beacon never pokes"
+        return outcome
+
+    def mutate(
+        self, body: Callable[[WriteTransaction], Any], *, client_id: str = "writer"
+    ) -> MutationOutcome:
+        """Run ``body(tx)`` as the next mutation of ``client_id`` (connected if need be), in
+        a turn of its own; return its result or error and the patch its client received."""
+        outcome = MutationOutcome()
+
+        def mutator(tx: WriteTransaction, args: Any) -> None:
+            try:
+                outcome.result = body(tx)
+            except Exception as e:
+                outcome.error = e
+                raise
+
+        name = f"mutate-{len(self.mutators)}"
+        self.mutators[name] = mutator
+        model = self.clients.get(client_id)
+        if model is None or not model.is_open:
+            model = self.connect(client_id)
+            self.turn()
+        self.push(client_id, mutation(model.pushed_id + 1, name))
+        [confirmation] = self.turn().pokes(client_id)
+        assert confirmation["lastMutationIDChanges"] == {client_id: model.pushed_id}
+        outcome.patch = confirmation["patch"]
         return outcome
 
     # ------------------------------------------------------------------------ turns

@@ -55,9 +55,7 @@ def test_connect_with_base_cookie_above_the_room_version_raises_base_cookie_erro
     )
 
 
-def test_connect_with_any_base_cookie_to_a_room_without_version_raises_base_cookie_error() -> (
-    None
-):
+def test_connect_with_any_base_cookie_to_a_room_without_version_raises_base_cookie_error() -> None:
     driver = RoomDriver()
     driver.assert_rejected(
         InvalidConnectionRequestBaseCookie, lambda: driver.connect("c1", base_cookie=0)
@@ -79,9 +77,7 @@ def test_connect_with_lmid_above_the_stored_one_raises_last_mutation_id_error() 
     driver.connect("c1", lmid=2)
 
 
-def test_connect_of_an_unknown_client_with_lmid_above_zero_raises_last_mutation_id_error() -> (
-    None
-):
+def test_connect_of_an_unknown_client_with_lmid_above_zero_raises_last_mutation_id_error() -> None:
     driver = RoomDriver()
     driver.assert_rejected(
         InvalidConnectionRequestLastMutationID, lambda: driver.connect("c1", lmid=1)

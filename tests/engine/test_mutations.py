@@ -47,7 +47,9 @@ def test_mutation_poke_confirms_the_id_only_to_clients_of_the_same_group() -> No
     driver.push("c1", set_key(1, "x", 1))
     frames = driver.turn()
 
-    assert frames.pokes("c1") == [poke(0, 1, lmids={"c1": 1}, patch=[put("x", 1)], timestamp=START_MS)]
+    assert frames.pokes("c1") == [
+        poke(0, 1, lmids={"c1": 1}, patch=[put("x", 1)], timestamp=START_MS)
+    ]
     assert frames.pokes("tab2") == frames.pokes("c1")
     assert frames.pokes("other") == [poke(0, 1, patch=[put("x", 1)], timestamp=START_MS)]
 

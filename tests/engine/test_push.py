@@ -105,7 +105,9 @@ def test_push_with_a_gap_after_valid_mutations_rejects_the_whole_push() -> None:
 def test_push_of_first_mutation_with_id_two_raises_invalid_push() -> None:
     driver = RoomDriver()
     driver.connect("c1")
-    driver.assert_rejected(InvalidPush, lambda: driver.push("c1", 2), match="Expected mutation id 1")
+    driver.assert_rejected(
+        InvalidPush, lambda: driver.push("c1", 2), match="Expected mutation id 1"
+    )
 
 
 def test_push_for_a_client_of_another_group_raises_invalid_push_and_changes_nothing() -> None:
@@ -174,7 +176,9 @@ def test_recovered_mutations_run_with_the_pushing_connections_auth() -> None:
 
 def test_each_clients_mutations_stay_in_id_order_with_interleaved_pushers() -> None:
     applied: list[tuple[str, int]] = []
-    driver = RoomDriver(mutators={"log": lambda tx, args: applied.append((tx.client_id, tx.mutation_id))})
+    driver = RoomDriver(
+        mutators={"log": lambda tx, args: applied.append((tx.client_id, tx.mutation_id))}
+    )
     driver.connect("a", group="g")
     driver.connect("b", group="g")
     driver.connect("c", group="h")
@@ -197,7 +201,9 @@ def test_each_clients_mutations_stay_in_id_order_with_interleaved_pushers() -> N
 
 def test_one_pushers_mutations_keep_push_order_whatever_their_timestamps() -> None:
     applied: list[tuple[str, int]] = []
-    driver = RoomDriver(mutators={"log": lambda tx, args: applied.append((tx.client_id, tx.mutation_id))})
+    driver = RoomDriver(
+        mutators={"log": lambda tx, args: applied.append((tx.client_id, tx.mutation_id))}
+    )
     driver.connect("a", group="g")
     driver.push(
         "a",

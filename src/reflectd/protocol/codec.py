@@ -32,20 +32,31 @@ _body_decoders: dict[str, msgspec.json.Decoder[Any]] = {
 _encoder = msgspec.json.Encoder()
 
 
+#: what decoding untrusted input raises: besides msgspec's errors, invalid UTF-8 inside a
+#: string, a ``str`` frame holding lone surrogates, and nesting deeper than the stack allows
+_DECODE_ERRORS = (msgspec.DecodeError, UnicodeError, RecursionError)
+
+
 def parse_upstream(frame: str | bytes) -> Upstream:
     """Parse one upstream frame; raise ``InvalidMessage`` saying what is wrong."""
     try:
         kind, raw_body = _frame_decoder.decode(frame)
-    except msgspec.DecodeError as e:
-        raise InvalidMessage(f"invalid frame: {e}") from None
+    except _DECODE_ERRORS as e:
+        raise InvalidMessage(f"invalid frame: {_reason(e)}") from None
     decoder = _body_decoders.get(kind)
     if decoder is None:
         raise InvalidMessage(f"unknown message type {kind!r}")
     try:
         body: Upstream = decoder.decode(raw_body)
-    except msgspec.DecodeError as e:
-        raise InvalidMessage(f"invalid {kind} message: {e}") from None
+    except _DECODE_ERRORS as e:
+        raise InvalidMessage(f"invalid {kind} message: {_reason(e)}") from None
     return body
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, RecursionError):
+        return "JSON is nested too deeply"
+    return str(error)
 
 
 # ------------------------------------------------------------------------------ downstream
@@ -81,10 +92,15 @@ def encode_json_value(value: Any) -> bytes:
     """Encode a user value as JSON, refusing what JavaScript could not read back.
 
     NaN and infinities have no JSON form (msgspec would silently write ``null``), keys must
-    be strings, and only JSON types are allowed.
+    be strings, strings must be valid Unicode, and only JSON types are allowed.
     """
-    _check_json_value(value, depth=0)
-    return _encoder.encode(value)
+    try:
+        _check_json_value(value, depth=0)
+        return _encoder.encode(value)
+    except RecursionError:  # Python's recursion limit may come before _MAX_DEPTH
+        raise InvalidJSONValue("value is nested too deeply") from None
+    except UnicodeEncodeError as e:
+        raise InvalidJSONValue(f"string is not valid Unicode: {e.reason}") from None
 
 
 def decode_json_value(data: bytes) -> Any:
