@@ -132,9 +132,11 @@ class Harness:
             client_group_id=client.client_group_id,
             base_cookie=client.cookie,
             lmid=client.lmid,
+            first_poke=False,
             **kwargs,
         )
         new.data = dict(client.data)
+        await new.next_pokes()
         return new
 
     async def refused(

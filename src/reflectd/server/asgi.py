@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
@@ -20,6 +20,7 @@ from reflectd.server import http
 from reflectd.server.errors import api_error
 from reflectd.server.rest.commands import RoomCommands
 from reflectd.server.rest.keys import KeyRing
+from reflectd.server.rest.openapi import OPENAPI_PATH, openapi_endpoint
 from reflectd.server.rest.routes import RestApi
 from reflectd.server.rooms import RoomRegistry
 from reflectd.server.settings import ServerSettings
@@ -50,6 +51,7 @@ class ReflectServer:
             lifespan=self._lifespan,
             exception_handlers={HTTPException: _http_exception},
         )
+        self.asgi.router.redirect_slashes = False  # paths match exactly (spec 5.2)
         self.asgi.add_middleware(http.CORSMiddleware)
 
     def _routes(self) -> list[BaseRoute]:
@@ -63,14 +65,16 @@ class ReflectServer:
             Route("/api/canary/v0/websocket", _expect_websocket, methods=["GET"]),
             Route("/api/metrics/v0/report", http.metrics_report, methods=["POST"]),
             Route("/api/logs/v0/log", http.client_log, methods=["POST"]),
+            Route(OPENAPI_PATH, openapi_endpoint(self.settings.app_id), methods=["GET"]),
             Route("/api/v1", self._rest, methods=_ALL_METHODS),
             Route("/api/v1/{rest:path}", self._rest, methods=_ALL_METHODS),
             Route("/v1/apps/{rest:path}", self._rest, methods=_ALL_METHODS),
         ]
         if self.settings.static_dir is not None:
-            routes.append(
-                Mount(STATIC_PATH, StaticFiles(directory=self.settings.static_dir, html=True))
-            )
+            routes += [
+                Route(STATIC_PATH, _to_static_index, methods=["GET"]),
+                Mount(STATIC_PATH, StaticFiles(directory=self.settings.static_dir, html=True)),
+            ]
         return routes
 
     @contextlib.asynccontextmanager
@@ -127,6 +131,10 @@ class ReflectServer:
     async def _close_beacon(self, request: Request) -> Response:
         assert self.sync is not None
         return await self.sync.close_beacon(request)
+
+
+async def _to_static_index(request: Request) -> Response:
+    return RedirectResponse(STATIC_PATH + "/")
 
 
 async def _expect_websocket(request: Request) -> Response:

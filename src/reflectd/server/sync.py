@@ -186,13 +186,9 @@ class SyncEndpoints:
     async def close_beacon(self, request: Request) -> Response:
         """``POST /api/sync/v1/close`` (spec 5.8): the client is gone for good."""
         query = request.query_params
-        keys = set(query.keys())
-        if keys != {"roomID", "userID", "clientID"} or len(query.multi_items()) != 3:
-            missing = sorted({"roomID", "userID", "clientID"} - keys)
-            extra = sorted(keys - {"roomID", "userID", "clientID"})
-            detail = f"Missing property {missing[0]}" if missing else "Unexpected property "
-            detail += "" if missing else (extra[0] if extra else "repeated")
-            return api_error(400, f"Query string error. {detail}")
+        problem = _beacon_query_problem([name for name, _ in query.multi_items()])
+        if problem is not None:
+            return api_error(400, f"Query string error. {problem}")
         token = None
         header = request.headers.get("authorization")
         if header is not None:
@@ -229,6 +225,24 @@ class SyncEndpoints:
             partial(_close_beacon, query["clientID"], query["userID"], body.last_mutation_id)
         )
         return PlainTextResponse(outcome.text, outcome.status)
+
+
+_BEACON_PARAMS = frozenset({"roomID", "userID", "clientID"})
+
+
+def _beacon_query_problem(names: list[str]) -> str | None:
+    """What is wrong with a beacon query holding ``names`` (repeats included), in the words
+    of the original's schema check; None if it is exactly roomID, userID and clientID."""
+    missing = sorted(_BEACON_PARAMS - set(names))
+    if missing:
+        return f"Missing property {missing[0]}"
+    extra = [name for name in names if name not in _BEACON_PARAMS]
+    if extra:
+        return f"Unexpected property {extra[0]}"
+    repeated = [name for name in names if names.count(name) > 1]
+    if repeated:
+        return f"Expected string at {repeated[0]}. Got array"
+    return None
 
 
 class _BeaconBody(msgspec.Struct, forbid_unknown_fields=True):

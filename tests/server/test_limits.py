@@ -1,0 +1,132 @@
+"""Limits on what clients send (ServerSettings.limits, EngineSettings key/value sizes)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from reflectd.engine.handlers import EngineSettings
+from reflectd.server.settings import Limits, ServerSettings
+
+from .conftest import make_app
+from .harness import Harness, now_ms, push_frame, serve
+
+pytestmark = pytest.mark.anyio
+
+MAX_MESSAGE_BYTES = 2000
+MAX_MUTATIONS = 3
+MAX_KEY_BYTES = 16
+MAX_VALUE_BYTES = 64
+
+
+@pytest.fixture
+async def limited() -> AsyncIterator[Harness]:
+    settings = ServerSettings(
+        db="memory://",
+        limits=Limits(max_message_bytes=MAX_MESSAGE_BYTES, max_mutations_per_push=MAX_MUTATIONS),
+        engine=EngineSettings(max_key_bytes=MAX_KEY_BYTES, max_value_bytes=MAX_VALUE_BYTES),
+    )
+    async with serve(make_app(), settings) as harness:
+        yield harness
+
+
+def size(frame: object) -> int:
+    return len(json.dumps(frame).encode())
+
+
+async def test_message_over_the_size_limit_gets_invalid_message_and_nothing_is_stored(
+    limited: Harness,
+) -> None:
+    client = await limited.connect()
+    frame = client.push_frame("put", {"key": "a", "value": "x" * MAX_MESSAGE_BYTES})
+    await client.send(frame)
+    message = await client.expect_error("InvalidMessage")
+    assert str(MAX_MESSAGE_BYTES) in message
+    await client.ping()
+    assert await limited.values() == {}
+    assert (await limited.snapshot()).clients["c1"].last_mutation_id == 0
+
+
+async def test_message_size_is_counted_in_utf8_bytes(limited: Harness) -> None:
+    client = await limited.connect()
+    frame = client.push_frame("put", {"key": "a", "value": "é" * (MAX_MESSAGE_BYTES // 2)})
+    assert len(json.dumps(frame, ensure_ascii=False)) < MAX_MESSAGE_BYTES
+    await client.ws.send(json.dumps(frame, ensure_ascii=False))
+    await client.expect_error("InvalidMessage")
+    assert await limited.values() == {}
+
+
+async def test_message_at_the_size_limit_is_accepted(limited: Harness) -> None:
+    client = await limited.connect()
+    frame = client.push_frame("put", {"key": "a", "value": ""}, mutation_id=1)
+    padding = MAX_MESSAGE_BYTES - size(frame)
+    frame[1]["mutations"][0]["args"]["value"] = "y" * padding
+    assert size(frame) == MAX_MESSAGE_BYTES
+    await client.send(frame)
+    [poke] = await client.next_pokes()
+    assert poke["lastMutationIDChanges"] == {"c1": 1}
+
+
+async def test_push_with_too_many_mutations_is_refused_and_nothing_is_stored(
+    limited: Harness,
+) -> None:
+    client = await limited.connect()
+    mutations = [
+        {
+            "id": i,
+            "clientID": "c1",
+            "name": "put",
+            "args": {"key": f"k{i}", "value": i},
+            "timestamp": now_ms(),
+        }
+        for i in range(1, MAX_MUTATIONS + 2)
+    ]
+    await client.send(push_frame(mutations, client.client_group_id))
+    await client.expect_error(
+        "InvalidPush",
+        f"push has {MAX_MUTATIONS + 1} mutations, more than the limit of {MAX_MUTATIONS}",
+    )
+    await client.expect_closed()
+    snapshot = await limited.snapshot()
+    assert snapshot.entries == {}
+    assert snapshot.clients["c1"].last_mutation_id == 0
+
+
+async def test_push_with_as_many_mutations_as_the_limit_is_applied(limited: Harness) -> None:
+    client = await limited.connect()
+    mutations = [
+        {
+            "id": i,
+            "clientID": "c1",
+            "name": "put",
+            "args": {"key": f"k{i}", "value": i},
+            "timestamp": now_ms(),
+        }
+        for i in range(1, MAX_MUTATIONS + 1)
+    ]
+    await client.send(push_frame(mutations, client.client_group_id))
+    await client.sync_until(lambda c: c.lmid == MAX_MUTATIONS)
+    assert len(await limited.values()) == MAX_MUTATIONS
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("k" * (MAX_KEY_BYTES + 1), 1),
+        ("é" * (MAX_KEY_BYTES // 2 + 1), 1),
+        ("big", "v" * MAX_VALUE_BYTES),
+    ],
+    ids=["long-key", "long-key-in-utf8", "big-value"],
+)
+async def test_key_or_value_over_the_limit_consumes_the_mutation_with_an_empty_patch(
+    limited: Harness, key: str, value: object
+) -> None:
+    client = await limited.connect()
+    [poke] = await client.mutate("put", {"key": key, "value": value})
+    assert poke["patch"] == []
+    assert poke["lastMutationIDChanges"] == {"c1": 1}
+    assert key not in (await limited.snapshot()).entries
+    [poke] = await client.mutate("put", {"key": "ok", "value": 1})
+    assert poke["patch"] == [{"op": "put", "key": "ok", "value": 1}]
