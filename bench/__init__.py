@@ -1,0 +1,1 @@
+"""reflectd's benchmark tool (see docs/performance.md): ``python -m bench.run --help``."""
