@@ -213,7 +213,12 @@ class RestApi:
         try:
             return await self._handle(request, path, original=original)
         except ApiError as e:
+            if original and e.status == 410:
+                return PlainTextResponse("deleted", 410)  # the original forwards the room's text
             return error_response(e)
+        except Exception as e:  # e.g. a start handler that raised: 500 with its text (spec 5.2)
+            logger.exception("REST %s %s failed", request.method, path)
+            return PlainTextResponse(str(e) or type(e).__name__, 500)
 
     async def _handle(self, request: Request, path: str, *, original: bool) -> Response:
         if original:
