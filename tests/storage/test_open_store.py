@@ -43,8 +43,10 @@ async def test_a_relative_sqlite_url_names_a_relative_path(
 
 
 @pytest.mark.parametrize(
-    "db", ["postgresql://localhost/reflectd", "sqlite://", "sqlite:///", "sqlite:data.db"]
+    "db", ["mysql://localhost/reflectd", "sqlite://", "sqlite:///", "sqlite:data.db"]
 )
 async def test_an_unsupported_db_is_refused_with_the_forms_it_accepts(db: str) -> None:
-    with pytest.raises(ValueError, match="expected a file path, sqlite:///path or memory://"):
+    with pytest.raises(
+        ValueError, match="expected a file path, sqlite:///path, memory:// or postgresql://"
+    ):
         await open_store(db)

@@ -1,4 +1,4 @@
-"""Storage backends: a ``Store`` protocol with memory and SQLite implementations."""
+"""Storage backends: a ``Store`` protocol with memory, SQLite and PostgreSQL implementations."""
 
 from __future__ import annotations
 
@@ -6,18 +6,22 @@ import os
 
 from reflectd.storage.base import Backend, Store
 from reflectd.storage.memory import MemoryStore
+from reflectd.storage.postgres import PostgresStore
 from reflectd.storage.sqlite import SQLiteStore
 
-__all__ = ["Backend", "MemoryStore", "SQLiteStore", "Store", "open_store"]
+__all__ = ["Backend", "MemoryStore", "PostgresStore", "SQLiteStore", "Store", "open_store"]
 
 _SQLITE_PREFIX = "sqlite:///"
+_POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
 async def open_store(db: str | os.PathLike[str]) -> Backend:
     """Create and open the store named by ``--db``.
 
     ``db`` is a SQLite file path or ``sqlite:///path`` (``sqlite:////abs/path`` for an absolute
-    path), or ``memory://`` (also ``memory:``) for a store kept only in this process.
+    path), ``memory://`` (also ``memory:``) for a store kept only in this process, or a
+    PostgreSQL URL ``postgresql://user@host:port/database`` (also ``postgres://``; add
+    ``?schema=NAME`` to use a schema other than ``reflectd``).
     """
     store = _store_for(os.fspath(db))
     await store.open()
@@ -29,8 +33,11 @@ def _store_for(db: str) -> Backend:
         return MemoryStore()
     if db.startswith(_SQLITE_PREFIX) and len(db) > len(_SQLITE_PREFIX):
         return SQLiteStore(db[len(_SQLITE_PREFIX) :])
+    if db.startswith(_POSTGRES_PREFIXES):
+        return PostgresStore(db)
     if "://" in db or db.startswith("sqlite:"):
         raise ValueError(
-            f"unsupported --db {db!r}: expected a file path, sqlite:///path or memory://"
+            f"unsupported --db {db!r}: expected a file path, sqlite:///path, memory:// or"
+            " postgresql://user@host/database"
         )
     return SQLiteStore(db)

@@ -1,0 +1,610 @@
+"""The PostgreSQL backend: asyncpg with a small connection pool, one transaction per call.
+
+Theory of operation. Every call borrows a connection from the pool, runs its statements (a
+write in one transaction, a multi-table read in one ``REPEATABLE READ`` snapshot) and gives it
+back. PostgreSQL does the group commit itself: concurrent commits on different connections
+share WAL flushes. A commit returns once its ``COMMIT`` returned with ``synchronous_commit =
+on`` (set on every connection), that is once its WAL is flushed. Nothing is cached: several
+stores, in one process or on several nodes, may share a schema and see each other's commits.
+
+Tables live in one PostgreSQL schema (``reflectd`` by default; ``?schema=NAME`` in the URL or
+``schema=`` picks another), created and migrated on ``open`` (see
+``reflectd.storage.migrations.postgres``). Room IDs are ``TEXT COLLATE "C"``; user keys,
+client, group and user IDs are stored as UTF-8 ``BYTEA`` so that NUL characters round-trip;
+both sort in UTF-8 byte order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg  # type: ignore[import-untyped]
+
+from reflectd.engine.records import (
+    ClientRecord,
+    Entry,
+    RoomRecord,
+    RoomSnapshot,
+    RoomStatus,
+    RoomWrites,
+)
+from reflectd.errors import StorageError
+from reflectd.storage.base import PERMISSIONS, ApiKeyRecord, Permission
+from reflectd.storage.migrations.postgres import migrate, quote_ident
+
+T = TypeVar("T")
+
+#: the schema the tables live in unless the URL or the caller names another
+DEFAULT_SCHEMA = "reflectd"
+#: connections per store: about twice the cores of the 2-core machines reflectd targets. A
+#: commit spends most of its time waiting for PostgreSQL's WAL flush, which concurrent
+#: transactions share; more connections than that only add contention.
+DEFAULT_POOL_SIZE = 4
+
+
+class Record(Protocol):
+    """An ``asyncpg.Record``: a row, indexed by column position."""
+
+    def __getitem__(self, index: int) -> Any: ...
+
+
+class Connection(Protocol):
+    """The part of an ``asyncpg.Connection`` this backend uses (asyncpg ships no types)."""
+
+    async def execute(self, query: str, *args: object) -> str: ...
+
+    async def fetch(self, query: str, *args: object) -> list[Record]: ...
+
+    async def fetchrow(self, query: str, *args: object) -> Record | None: ...
+
+    async def fetchval(self, query: str, *args: object) -> Any: ...
+
+    def transaction(
+        self, *, isolation: str | None = None, readonly: bool = False
+    ) -> AbstractAsyncContextManager[Any]: ...
+
+
+class Pool(Protocol):
+    """The part of an ``asyncpg.Pool`` this backend uses."""
+
+    def acquire(self) -> AbstractAsyncContextManager[Connection]: ...
+
+    async def close(self) -> None: ...
+
+    def terminate(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresURL:
+    """A ``postgresql://`` URL split into what asyncpg gets and what reflectd keeps."""
+
+    #: the URL handed to asyncpg (without reflectd's own ``schema`` parameter)
+    dsn: str
+    schema: str
+    #: the URL without its password, for messages
+    display: str
+
+    @classmethod
+    def parse(cls, url: str, schema: str | None = None) -> PostgresURL:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError(f"not a postgresql:// URL: {_redact(url)!r}")
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        in_url = [value for name, value in query if name == "schema"]
+        if len(in_url) > 1 or (in_url and schema is not None and in_url[0] != schema):
+            raise ValueError(f"{_redact(url)}: the schema is named twice")
+        chosen = schema if schema is not None else in_url[0] if in_url else DEFAULT_SCHEMA
+        quote_ident(chosen)  # refuses an empty name or a NUL
+        rest = urlencode([(name, value) for name, value in query if name != "schema"])
+        dsn = urlunsplit(parts._replace(query=rest))
+        return cls(dsn=dsn, schema=chosen, display=_redact(dsn))
+
+
+class PostgresStore:
+    """A ``Store`` in the PostgreSQL database named by ``url`` (``postgresql://`` or
+    ``postgres://``, as libpq; ``?schema=NAME`` names the schema, else ``schema``, else
+    ``reflectd``).
+
+    ``pool_size`` bounds the connections; ``command_timeout`` (seconds) fails a statement that
+    takes longer with ``StorageError``. ``fault``, for tests, is called with the name of each
+    step of a commit ("before_entries", "after_entries", "after_clients", "before_commit",
+    the last inside the transaction just before COMMIT); an exception it raises fails the
+    commit like an I/O error.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        connect_timeout: float = 10.0,
+        command_timeout: float | None = 30.0,
+        fault: Callable[[str], None] | None = None,
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+        self.url = PostgresURL.parse(url, schema)
+        self.schema = self.url.schema
+        self.pool_size = pool_size
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self._fault = fault
+        self._sql = _Statements.for_schema(quote_ident(self.schema))
+        self._pool: Pool | None = None
+        self._state: Literal["new", "opening", "open", "closed"] = "new"
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def name(self) -> str:
+        """The database and schema, for messages (never the password)."""
+        return f"{self.url.display} (schema {self.schema!r})"
+
+    async def open(self) -> None:
+        if self._state != "new":
+            raise StorageError(f"PostgreSQL {self.name}: open() called twice")
+        self._state = "opening"
+        try:
+            self._pool = await self._create_pool()
+            async with self._pool.acquire() as conn:
+                encoding = await conn.fetchval("SHOW server_encoding")
+                if encoding != "UTF8":
+                    raise StorageError(
+                        f"PostgreSQL {self.name}: the database's encoding is {encoding}, but"
+                        " reflectd needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8')"
+                    )
+                async with conn.transaction():
+                    await migrate(conn, self.schema, f"PostgreSQL {self.name}")
+        except BaseException as exc:
+            self._state = "closed"
+            if self._pool is not None:
+                self._pool.terminate()
+            if isinstance(exc, Exception) and not isinstance(exc, StorageError):
+                raise _storage_error(f"PostgreSQL {self.name}: open", exc) from exc
+            raise
+        self._state = "open"
+
+    async def _create_pool(self) -> Pool:
+        pool: Pool = await asyncpg.create_pool(
+            self.url.dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            timeout=self._connect_timeout,
+            command_timeout=self._command_timeout,
+            server_settings={"application_name": "reflectd", "synchronous_commit": "on"},
+        )
+        return pool
+
+    async def close(self) -> None:
+        """Let the calls under way finish, then close the connections. Closing twice is
+        harmless."""
+        state, self._state = self._state, "closed"
+        if state != "open" or self._pool is None:
+            return
+        await self._idle.wait()
+        await self._pool.close()
+
+    # ------------------------------------------------------------------ rooms index
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        async def run(conn: Connection) -> RoomRecord | None:
+            row = await conn.fetchrow(self._sql.get_room, room_id)
+            return None if row is None else _room(row)
+
+        return await self._call(run, f"get room {room_id!r}")
+
+    async def create_room(self, record: RoomRecord) -> bool:
+        async def run(conn: Connection) -> bool:
+            status = await conn.execute(
+                self._sql.create_room, record.room_id, record.jurisdiction, record.status
+            )
+            return _rowcount(status) == 1
+
+        return await self._call(run, f"create room {record.room_id!r}")
+
+    async def set_room_status(self, room_id: str, status: RoomStatus) -> None:
+        """Set the status of an existing room; an unknown roomID changes nothing."""
+
+        async def run(conn: Connection) -> None:
+            await conn.execute(self._sql.set_room_status, room_id, status)
+
+        await self._call(run, f"set status of room {room_id!r}")
+
+    async def list_rooms(
+        self, *, start_key: str = "", exclusive: bool = False, limit: int
+    ) -> list[RoomRecord]:
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        query = self._sql.list_rooms_after if exclusive else self._sql.list_rooms_from
+
+        async def run(conn: Connection) -> list[RoomRecord]:
+            return [_room(row) for row in await conn.fetch(query, start_key, limit)]
+
+        return await self._call(run, "list rooms")
+
+    # ------------------------------------------------------------------ API keys
+
+    async def create_api_key(self, record: ApiKeyRecord) -> bool:
+        async def run(conn: Connection) -> bool:
+            status = await conn.execute(
+                self._sql.create_api_key,
+                record.name,
+                record.key_hash,
+                " ".join(record.permissions),
+                record.created_ms,
+                record.last_used_ms,
+            )
+            return _rowcount(status) == 1
+
+        return await self._call(run, f"create API key {record.name!r}")
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        async def run(conn: Connection) -> ApiKeyRecord | None:
+            row = await conn.fetchrow(self._sql.find_api_key, key_hash)
+            return None if row is None else _api_key(row)
+
+        return await self._call(run, "find API key")
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        async def run(conn: Connection) -> list[ApiKeyRecord]:
+            return [_api_key(row) for row in await conn.fetch(self._sql.list_api_keys)]
+
+        return await self._call(run, "list API keys")
+
+    async def set_api_key_permissions(self, name: str, permissions: tuple[Permission, ...]) -> bool:
+        async def run(conn: Connection) -> bool:
+            status = await conn.execute(
+                self._sql.set_api_key_permissions, name, " ".join(permissions)
+            )
+            return _rowcount(status) == 1
+
+        return await self._call(run, f"edit API key {name!r}")
+
+    async def touch_api_key(self, name: str, now_ms: int) -> None:
+        async def run(conn: Connection) -> None:
+            await conn.execute(self._sql.touch_api_key, name, now_ms)
+
+        await self._call(run, f"touch API key {name!r}")
+
+    async def delete_api_key(self, name: str) -> bool:
+        async def run(conn: Connection) -> bool:
+            return _rowcount(await conn.execute(self._sql.delete_api_key, name)) == 1
+
+        return await self._call(run, f"delete API key {name!r}")
+
+    # ------------------------------------------------------------------ room data
+
+    async def load_room(self, room_id: str) -> RoomSnapshot:
+        async def run(conn: Connection) -> RoomSnapshot:
+            sql = self._sql
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                version = await conn.fetchval(sql.load_version, room_id)
+                connected = await conn.fetch(sql.load_connected, room_id)
+                clients = await conn.fetch(sql.load_clients, room_id)
+                entries = await conn.fetch(sql.load_entries, room_id)
+            return RoomSnapshot(
+                version=version,
+                connected_clients=frozenset(_text(row[0]) for row in connected),
+                clients={_text(row[0]): _client(row) for row in clients},
+                entries={
+                    _text(row[0]): Entry(version=row[1], deleted=row[2], value=row[3])
+                    for row in entries
+                },
+            )
+
+        return await self._call(run, f"load room {room_id!r}")
+
+    async def commit(self, room_id: str, writes: RoomWrites) -> None:
+        async def run(conn: Connection) -> None:
+            async with conn.transaction():
+                await self._apply(conn, room_id, writes)
+
+        await self._call(run, f"commit to room {room_id!r}")
+
+    async def delete_room_data(self, room_id: str) -> None:
+        async def run(conn: Connection) -> None:
+            async with conn.transaction():
+                for statement in self._sql.delete_room_data:
+                    await conn.execute(statement, room_id)
+
+        await self._call(run, f"delete data of room {room_id!r}")
+
+    async def client_tombstones(self, room_id: str) -> dict[str, str | None]:
+        """The room's client tombstones: clientID -> userID of the deleted record.
+
+        Not part of ``Store``: the engine never reads them (spec 3.8); tests do.
+        """
+
+        async def run(conn: Connection) -> dict[str, str | None]:
+            rows = await conn.fetch(self._sql.load_tombstones, room_id)
+            return {_text(row[0]): _optional_text(row[1]) for row in rows}
+
+        return await self._call(run, f"load client tombstones of room {room_id!r}")
+
+    # ------------------------------------------------------------------ writes
+
+    async def _apply(self, conn: Connection, room_id: str, writes: RoomWrites) -> None:
+        """Apply ``writes`` (in the caller's transaction); a client both written and deleted
+        ends deleted."""
+        sql = self._sql
+        self._fault_at("before_entries")
+        if writes.entries:
+            items = writes.entries.items()
+            await conn.execute(
+                sql.upsert_entries,
+                room_id,
+                [_bytes(key) for key, _ in items],
+                [e.version for _, e in items],
+                [e.deleted for _, e in items],
+                [e.value for _, e in items],
+            )
+        self._fault_at("after_entries")
+        if writes.clients:
+            await conn.execute(sql.upsert_clients, room_id, *_client_columns(writes.clients))
+        if writes.deleted_clients:
+            deleted = writes.deleted_clients.items()
+            client_ids = [_bytes(client_id) for client_id, _ in deleted]
+            await conn.execute(sql.delete_clients, room_id, client_ids)
+            await conn.execute(
+                sql.upsert_tombstones,
+                room_id,
+                client_ids,
+                [_optional_bytes(user_id) for _, user_id in deleted],
+            )
+        self._fault_at("after_clients")
+        if writes.version is not None:
+            await conn.execute(sql.upsert_version, room_id, writes.version)
+        if writes.connected_clients is not None:
+            await conn.execute(sql.delete_connected, room_id)
+            if writes.connected_clients:
+                await conn.execute(
+                    sql.insert_connected,
+                    room_id,
+                    [_bytes(client_id) for client_id in writes.connected_clients],
+                )
+        self._fault_at("before_commit")
+
+    def _fault_at(self, point: str) -> None:
+        if self._fault is not None:
+            self._fault(point)
+
+    # ------------------------------------------------------------------ calls
+
+    async def _call(self, run: Callable[[Connection], Awaitable[T]], what: str) -> T:
+        """Run ``run`` on a pooled connection; turn its failures into ``StorageError``."""
+        if self._state != "open" or self._pool is None:
+            state = "closed" if self._state == "closed" else "not open yet"
+            raise StorageError(f"PostgreSQL {self.name}: cannot {what}: the store is {state}")
+        self._busy += 1
+        self._idle.clear()
+        try:
+            async with self._pool.acquire() as conn:
+                return await run(conn)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise _storage_error(f"PostgreSQL: {what}", exc) from exc
+        finally:
+            self._busy -= 1
+            if self._busy == 0:
+                self._idle.set()
+
+
+# ---------------------------------------------------------------------- statements
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """Every statement of the backend, with the quoted schema name filled in."""
+
+    get_room: str
+    create_room: str
+    set_room_status: str
+    list_rooms_from: str
+    list_rooms_after: str
+    create_api_key: str
+    find_api_key: str
+    list_api_keys: str
+    set_api_key_permissions: str
+    touch_api_key: str
+    delete_api_key: str
+    load_version: str
+    load_connected: str
+    load_clients: str
+    load_entries: str
+    load_tombstones: str
+    upsert_entries: str
+    upsert_clients: str
+    delete_clients: str
+    upsert_tombstones: str
+    upsert_version: str
+    delete_connected: str
+    insert_connected: str
+    delete_room_data: tuple[str, ...]
+
+    @classmethod
+    def for_schema(cls, s: str) -> _Statements:
+        keys = "SELECT name, key_hash, permissions, created_ms, last_used_ms FROM {s}.api_keys"
+        rooms = (
+            "SELECT room_id, jurisdiction, status FROM {s}.rooms"
+            " WHERE room_id {op} $1 ORDER BY room_id LIMIT $2"
+        )
+        statements = cls(
+            get_room="SELECT room_id, jurisdiction, status FROM {s}.rooms WHERE room_id = $1",
+            create_room=(
+                "INSERT INTO {s}.rooms (room_id, jurisdiction, status) VALUES ($1, $2, $3)"
+                " ON CONFLICT (room_id) DO NOTHING"
+            ),
+            set_room_status="UPDATE {s}.rooms SET status = $2 WHERE room_id = $1",
+            list_rooms_from=rooms.replace("{op}", ">="),
+            list_rooms_after=rooms.replace("{op}", ">"),
+            create_api_key=(
+                "INSERT INTO {s}.api_keys (name, key_hash, permissions, created_ms, last_used_ms)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
+            ),
+            find_api_key=keys + " WHERE key_hash = $1",
+            list_api_keys=keys + " ORDER BY name",
+            set_api_key_permissions="UPDATE {s}.api_keys SET permissions = $2 WHERE name = $1",
+            touch_api_key="UPDATE {s}.api_keys SET last_used_ms = $2 WHERE name = $1",
+            delete_api_key="DELETE FROM {s}.api_keys WHERE name = $1",
+            load_version="SELECT version FROM {s}.room_versions WHERE room_id = $1",
+            load_connected="SELECT client_id FROM {s}.connected_clients WHERE room_id = $1",
+            load_clients=(
+                f"SELECT client_id, {_CLIENT_COLUMNS} FROM {{s}}.clients"
+                " WHERE room_id = $1 ORDER BY client_id"
+            ),
+            load_entries=(
+                "SELECT key, version, deleted, value FROM {s}.entries"
+                " WHERE room_id = $1 ORDER BY key"
+            ),
+            load_tombstones=(
+                "SELECT client_id, user_id FROM {s}.client_tombstones"
+                " WHERE room_id = $1 ORDER BY client_id"
+            ),
+            upsert_entries=(
+                "INSERT INTO {s}.entries (room_id, key, version, deleted, value)"
+                " SELECT $1, * FROM unnest($2::bytea[], $3::int8[], $4::bool[], $5::bytea[])"
+                " ON CONFLICT (room_id, key) DO UPDATE SET version = excluded.version,"
+                " deleted = excluded.deleted, value = excluded.value"
+            ),
+            upsert_clients=(
+                f"INSERT INTO {{s}}.clients (room_id, client_id, {_CLIENT_COLUMNS})"
+                " SELECT $1, * FROM unnest($2::bytea[], $3::bytea[], $4::int8[], $5::int8[],"
+                " $6::int8[], $7::int8[], $8::bytea[], $9::int8[])"
+                " ON CONFLICT (room_id, client_id) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in _CLIENT_COLUMNS.split(", "))
+            ),
+            delete_clients=(
+                "DELETE FROM {s}.clients WHERE room_id = $1 AND client_id = ANY($2::bytea[])"
+            ),
+            upsert_tombstones=(
+                "INSERT INTO {s}.client_tombstones (room_id, client_id, user_id)"
+                " SELECT $1, * FROM unnest($2::bytea[], $3::bytea[])"
+                " ON CONFLICT (room_id, client_id) DO UPDATE SET user_id = excluded.user_id"
+            ),
+            upsert_version=(
+                "INSERT INTO {s}.room_versions (room_id, version) VALUES ($1, $2)"
+                " ON CONFLICT (room_id) DO UPDATE SET version = excluded.version"
+            ),
+            delete_connected="DELETE FROM {s}.connected_clients WHERE room_id = $1",
+            insert_connected=(
+                "INSERT INTO {s}.connected_clients (room_id, client_id)"
+                " SELECT $1, unnest($2::bytea[])"
+            ),
+            delete_room_data=tuple(
+                f"DELETE FROM {{s}}.{table} WHERE room_id = $1" for table in _ROOM_DATA_TABLES
+            ),
+        )
+        fill: dict[str, Any] = {}
+        for name, value in dataclasses.asdict(statements).items():
+            if isinstance(value, tuple):
+                fill[name] = tuple(query.replace("{s}", s) for query in value)
+            else:
+                fill[name] = value.replace("{s}", s)
+        return dataclasses.replace(statements, **fill)
+
+
+_ROOM_DATA_TABLES = (
+    "room_versions",
+    "connected_clients",
+    "clients",
+    "client_tombstones",
+    "entries",
+)
+
+_CLIENT_COLUMNS = (
+    "client_group_id, base_cookie, last_mutation_id, last_mutation_id_version,"
+    " last_seen_ms, user_id, last_mutation_id_at_close"
+)
+
+
+# ---------------------------------------------------------------------- rows and values
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode()
+
+
+def _optional_bytes(text: str | None) -> bytes | None:
+    return None if text is None else text.encode()
+
+
+def _text(data: bytes) -> str:
+    return data.decode()
+
+
+def _optional_text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode()
+
+
+def _client_columns(clients: dict[str, ClientRecord]) -> Iterable[list[object]]:
+    """The arrays of ``upsert_clients``: client IDs, then one per ``_CLIENT_COLUMNS``."""
+    records = clients.items()
+    return (
+        [_bytes(client_id) for client_id, _ in records],
+        [_bytes(c.client_group_id) for _, c in records],
+        [c.base_cookie for _, c in records],
+        [c.last_mutation_id for _, c in records],
+        [c.last_mutation_id_version for _, c in records],
+        [c.last_seen_ms for _, c in records],
+        [_optional_bytes(c.user_id) for _, c in records],
+        [c.last_mutation_id_at_close for _, c in records],
+    )
+
+
+def _client(row: Record) -> ClientRecord:
+    """A row of ``load_clients`` (its first column is the client ID)."""
+    return ClientRecord(
+        client_group_id=_text(row[1]),
+        base_cookie=row[2],
+        last_mutation_id=row[3],
+        last_mutation_id_version=row[4],
+        last_seen_ms=row[5],
+        user_id=_optional_text(row[6]),
+        last_mutation_id_at_close=row[7],
+    )
+
+
+def _room(row: Record) -> RoomRecord:
+    return RoomRecord(room_id=row[0], jurisdiction=row[1], status=row[2])
+
+
+def _api_key(row: Record) -> ApiKeyRecord:
+    permissions = tuple(p for p in row[2].split() if p in PERMISSIONS)
+    return ApiKeyRecord(
+        name=row[0],
+        key_hash=row[1],
+        permissions=permissions,
+        created_ms=row[3],
+        last_used_ms=row[4],
+    )
+
+
+def _rowcount(status: str) -> int:
+    """The row count of a command status such as ``INSERT 0 1`` or ``UPDATE 3``."""
+    with contextlib.suppress(ValueError, IndexError):
+        return int(status.rsplit(" ", 1)[1])
+    return 0
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _storage_error(what: str, exc: Exception) -> StorageError:
+    return StorageError(f"{what} failed: {type(exc).__name__}: {exc}")
