@@ -24,6 +24,7 @@ from .harness import (
     REPO_ROOT,
     NodeClients,
     ServerProcess,
+    ServerStartError,
     free_port,
     interop_target,
     server_command,
@@ -73,8 +74,29 @@ def target() -> str:
 
 def _make_server(target: str, base: Path, *, auth: bool) -> ServerProcess:
     port = free_port()
-    argv, cwd, hint = server_command(target, port=port, data_dir=base / "data", auth=auth)
-    return ServerProcess(target, argv, port=port, cwd=cwd, log_path=base / "server.log", hint=hint)
+    try:
+        argv, cwd, hint = server_command(target, port=port, data_dir=base / "data", auth=auth)
+    except ServerStartError as exc:
+        problem = str(exc)
+    else:
+        return ServerProcess(
+            target,
+            argv,
+            port=port,
+            cwd=cwd,
+            log_path=base / "server.log",
+            hint=hint,
+            data_dir=base / "data",
+        )
+    pytest.fail(problem, pytrace=False)
+
+
+def _start(proc: ServerProcess) -> ServerProcess:
+    try:
+        return proc.start()
+    except ServerStartError as exc:
+        problem = str(exc)
+    pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +104,7 @@ def server(node_ready: str, target: str, tmp_path_factory: pytest.TempPathFactor
     """One server (the app with its auth handler) shared by the tests; each uses its own rooms."""
     proc = _make_server(target, tmp_path_factory.mktemp("server"), auth=True)
     try:
-        yield proc.start()
+        yield _start(proc)
     finally:
         proc.stop()
 
@@ -97,7 +119,7 @@ def start_server(
     def start(*, auth: bool = True) -> ServerProcess:
         proc = _make_server(target, tmp_path / f"server{len(started)}", auth=auth)
         started.append(proc)
-        return proc.start()
+        return _start(proc)
 
     yield start
     for proc in started:

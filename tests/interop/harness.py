@@ -32,10 +32,14 @@ NODE_DIR = INTEROP_DIR / "node"
 DRIVER = NODE_DIR / "driver.mjs"
 REFERENCE_API_KEY = "dev-api-key"
 
-#: Reload reasons and poke errors that mean "the server lost or skipped state"
-SERVER_AHEAD_MARKERS = (
+#: Error kinds that tell a client it is ahead of the server (the server lost state)
+SERVER_AHEAD_KINDS = (
     "InvalidConnectionRequestBaseCookie",
     "InvalidConnectionRequestLastMutationID",
+)
+#: Log lines that mean the same, or that a poke broke the client's cookie chain
+SERVER_AHEAD_MARKERS = (
+    *SERVER_AHEAD_KINDS,
     "client is ahead of server",
     "unexpected base cookie",
     "out of order poke",
@@ -279,7 +283,8 @@ class NodeClients:
     def assert_healthy(self) -> None:
         """No reload, no server-ahead error, no poke the client refused, in the whole process."""
         state = self.state(levels=("error", "warn", "info"))
-        problems = [r["stack"].splitlines()[0] for r in state["reloads"]]
+        problems = [f"location.reload() called: {r['stack'][:300]}" for r in state["reloads"]]
+        problems += [f"{u['event']}: {u['error']}" for u in state["uncaught"]]
         problems += [
             f"{line['level']}: {line['text'][:400]}"
             for line in state["logs"]
@@ -289,6 +294,11 @@ class NodeClients:
             client = self.state(name, levels=())
             problems += [f"{name}: poke failed: {e['error']}" for e in client["pokeErrors"]]
             problems += [f"{name}: onUpdateNeeded({u['reason']})" for u in client["updateNeeded"]]
+            problems += [
+                f"{name}: error frame {e['kind']}: {e['message']}"
+                for e in client["wire"]["errors"]
+                if e["kind"] in SERVER_AHEAD_KINDS
+            ]
         assert not problems, "the client saw protocol trouble:\n" + "\n".join(problems)
 
     def stop(self) -> None:
@@ -312,7 +322,8 @@ class ServerProcess:
 
     It runs in its own process group. ``stop(SIGTERM)`` signals the main process (a graceful
     shutdown, as a supervisor would); ``stop(SIGKILL)`` kills the whole group, like a crash.
-    ``restart`` starts the same command again: same port, same data.
+    ``restart`` starts the same command again: same port, same data (in ``data_dir``, when
+    known; wipe it between ``stop`` and ``start`` to make the server lose its state).
     """
 
     def __init__(
@@ -326,8 +337,10 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         ready_timeout: float = 30.0,
         hint: str = "",
+        data_dir: Path | None = None,
     ) -> None:
         self.name = name
+        self.data_dir = data_dir
         self.argv = list(argv)
         self.port = port
         self.cwd = cwd
@@ -351,6 +364,8 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         log = self.log_path.open("a")
         log.write(f"=== start #{self.starts}: {' '.join(self.argv)}\n")

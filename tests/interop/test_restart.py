@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 
@@ -27,12 +28,18 @@ def test_clients_resume_with_their_data_after_the_server_restarts_mid_session(
         clients.wait_for(name, "log", ["b-before"])
     confirmed_before = clients.scan("a")
 
-    # in flight while the server goes down: sent or queued, not yet confirmed
+    # in flight while the server goes down: sent, maybe applied, not yet confirmed
+    pushes = {name: clients.state(name, levels=())["wire"]["pushes"] for name in names}
     in_flight = [
         clients.mutate_async(name, "increment", {"key": "n", "delta": 1}, timeout=60)
         for name in names
         for _ in range(5)
     ]
+    deadline = time.monotonic() + 10
+    for name in names:
+        while clients.state(name, levels=())["wire"]["pushes"] < pushes[name] + 5:
+            assert time.monotonic() < deadline, f"{name} did not push its mutations"
+            time.sleep(0.005)
     started = time.monotonic()
     unconfirmed = sum(not f.done() for f in in_flight)
     server.restart(sig)
@@ -70,3 +77,30 @@ def test_clients_resume_with_their_data_after_the_server_restarts_mid_session(
         f"clients reconnected {reconnected:.1f} s after the signal; {unconfirmed} of "
         f"{len(in_flight)} mutations were unconfirmed at the signal"
     )
+
+
+def test_a_server_that_lost_its_data_is_caught_as_server_ahead_by_the_harness(
+    clients: NodeClients, start_server, room: str
+) -> None:
+    """The negative control for the test above: what losing data looks like to the client."""
+    server = start_server()
+    clients.open("a", server=server.url, room_id=room, user_id="alice", auth="alice")
+    for i in range(3):
+        clients.mutate("a", "setKey", {"key": "k", "value": i})
+    clients.close("a", persist=True)
+    server.stop()
+    assert server.data_dir is not None
+    shutil.rmtree(server.data_dir)
+    server.start()
+
+    # same store: the client comes back with a cookie this (empty) server never issued
+    clients.open(
+        "a", server=server.url, room_id=room, user_id="alice", auth="alice", wait_online=False
+    )
+    deadline = time.monotonic() + 15
+    while not (errors := clients.state("a", levels=())["wire"]["errors"]):
+        assert time.monotonic() < deadline, "no error frame for a client ahead of the server"
+        time.sleep(0.05)
+    assert errors[0]["kind"] == "InvalidConnectionRequestBaseCookie"
+    with pytest.raises(AssertionError, match="InvalidConnectionRequestBaseCookie"):
+        clients.assert_healthy()

@@ -84,6 +84,15 @@ class TrackedWebSocket extends WS {
 }
 
 const reloads = [];
+// Errors nobody handled. Notably, on a server-ahead error the client first drops its IndexedDB
+// database, which throws under Node (no indexedDB), so location.reload() is never reached.
+const uncaught = [];
+for (const event of ['uncaughtException', 'unhandledRejection']) {
+  process.on(event, e => {
+    uncaught.push({t: Date.now(), event, error: e instanceof Error ? `${e.name}: ${e.message}` : String(e)});
+    console.error(event, e);
+  });
+}
 globalThis.WebSocket = TrackedWebSocket;
 Object.defineProperty(globalThis, 'navigator', {
   value: {onLine: true, userAgent: 'reflectd-interop-driver (Node)'},
@@ -382,7 +391,7 @@ const commands = {
   state({name, logLevels = ['error', 'warn', 'info']}) {
     const pick = l => logLevels.includes(l.level);
     if (name === undefined) {
-      return {reloads, logs: logs.filter(pick), clients: [...clients.keys()]};
+      return {reloads, uncaught, logs: logs.filter(pick), clients: [...clients.keys()]};
     }
     const c = clients.get(name);
     if (!c) throw new Error(`no client named ${JSON.stringify(name)}`);
