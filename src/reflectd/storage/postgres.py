@@ -90,6 +90,8 @@ class PostgresURL:
     schema: str
     #: the URL without its password, for messages
     display: str
+    #: the session settings of every connection (beside those of the URL's query)
+    server_settings: dict[str, str]
 
     @classmethod
     def parse(cls, url: str, schema: str | None = None) -> PostgresURL:
@@ -104,7 +106,10 @@ class PostgresURL:
         quote_ident(chosen)  # refuses an empty name or a NUL
         rest = urlencode([(name, value) for name, value in query if name != "schema"])
         dsn = urlunsplit(parts._replace(query=rest))
-        return cls(dsn=dsn, schema=chosen, display=_redact(dsn))
+        settings = {"synchronous_commit": "on"}
+        if not any(name == "application_name" for name, _ in query):
+            settings["application_name"] = "reflectd"
+        return cls(dsn=dsn, schema=chosen, display=_redact(dsn), server_settings=settings)
 
 
 class PostgresStore:
@@ -180,7 +185,7 @@ class PostgresStore:
             max_size=self.pool_size,
             timeout=self._connect_timeout,
             command_timeout=self._command_timeout,
-            server_settings={"application_name": "reflectd", "synchronous_commit": "on"},
+            server_settings=self.url.server_settings,
         )
         return pool
 
