@@ -118,3 +118,21 @@ def test_close_beacon_delete_handler_that_raises_still_deletes_the_client() -> N
     assert driver.close_beacon("gone", 2).text == "ok"
     assert "gone" not in driver.room.state.clients
     assert "half" not in driver.live_data()
+
+
+def test_close_beacon_after_the_socket_closed_but_before_the_next_turn_counts_as_connected() -> (
+    None
+):
+    deleted: list[str] = []
+    driver = RoomDriver(on_client_delete=lambda tx: deleted.append(tx.client_id))
+    driver.connect("c1")
+    driver.connect("c2")
+    driver.push("c2", 1)
+    driver.turn()
+    driver.disconnect("c2")  # still in the stored connected clients until the next turn
+
+    assert driver.close_beacon("c2", 1) == BeaconOutcome(200, "Client is still connected")
+    driver.turn()
+
+    assert deleted == ["c2"], "collected at its disconnect"
+    assert "c2" not in driver.room.state.clients

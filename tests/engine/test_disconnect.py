@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reflectd.engine.records import RoomSnapshot
 from reflectd.engine.transaction import WriteTransaction
 
 from .harness import START_MS, RoomDriver, delete, poke, put, set_key
@@ -174,3 +175,17 @@ def test_disconnect_after_a_close_beacon_keeps_a_client_with_unapplied_mutations
     assert deleted == []
     assert driver.room.state.clients["c2"].last_mutation_id == 1
     assert driver.live_data() == {"-/p/c2/cursor": 1}
+
+
+def test_stale_connected_client_without_a_record_is_disconnected_without_error() -> None:
+    calls: list[str] = []
+    driver = RoomDriver(
+        snapshot=RoomSnapshot(version=4, connected_clients=frozenset({"lost"})),
+        on_client_disconnect=lambda tx: calls.append(tx.client_id),
+    )
+    driver.connect("c1")
+    frames = driver.turn()
+
+    assert calls == ["lost"]
+    assert driver.room.state.connected_clients == {"c1"}
+    assert [(p["baseCookie"], p["cookie"]) for p in frames.pokes("c1")] == [(None, 4), (4, 5)]

@@ -262,3 +262,31 @@ def test_mutator_changing_its_args_or_a_read_value_changes_nothing_stored() -> N
     driver.turn()
 
     assert driver.live_data() == {"list": [1]}
+
+
+def test_turn_whose_only_work_is_a_dropped_mutation_sends_nothing() -> None:
+    driver = RoomDriver()
+    driver.connect("c1", group="g1")
+    driver.turn()
+    driver.push("c1", mutation(1, client_id="ghost"))
+    driver.close_beacon("ghost", 0)
+
+    assert driver.turn() == {}
+    assert driver.room.queue == []
+    assert driver.room.state.version == 0
+
+
+def test_queued_mutation_beyond_the_next_id_of_a_re_created_client_is_skipped() -> None:
+    driver = RoomDriver(settings=EngineSettings(max_mutations_per_turn=1))
+    driver.connect("c1", group="g1")
+    driver.turn()
+    driver.push("c1", set_key(1, "a", 1, client_id="ghost"), set_key(2, "b", 2, client_id="ghost"))
+    driver.turn()  # applies ghost's 1
+    driver.close_beacon("ghost", 1)  # ghost is deleted with its 2 still queued
+    driver.connect("ghost", group="g1")  # and comes back as a new client (lmid 0)
+
+    driver.turn()
+
+    assert driver.live_data() == {"a": 1}, "ghost's 2 is not its next id any more"
+    assert driver.room.state.clients["ghost"].last_mutation_id == 0
+    assert driver.room.queue == []

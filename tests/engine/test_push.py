@@ -312,3 +312,18 @@ def test_mutations_beyond_the_per_turn_limit_wait_for_the_next_turn() -> None:
 
     assert [p["cookie"] for p in first.pokes("c1")] == [1, 2]
     assert [p["cookie"] for p in second.pokes("c1")] == [3]
+
+
+def test_push_for_a_deleted_client_with_queued_mutations_checks_the_queued_group() -> None:
+    driver = RoomDriver()
+    driver.connect("c1", group="g1")
+    driver.connect("c2", group="g2")
+    driver.push("c1", mutation(1, client_id="ghost"))
+    driver.close_beacon("ghost", 0)  # the record goes, the queued mutation stays
+    assert "ghost" not in driver.room.state.clients
+
+    driver.assert_rejected(
+        InvalidPush,
+        lambda: driver.push("c2", mutation(2, client_id="ghost")),
+        match="belongs to clientGroupID g1",
+    )

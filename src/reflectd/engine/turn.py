@@ -75,7 +75,9 @@ class _Turn:
         #: only clients connected at the start of the turn receive its pokes
         self.recipients: list[Connection] = list(room.connections.values())
         self.pokes: dict[str, list[Poke]] = {c.client_id: [] for c in self.recipients}
-        self.timestamps: dict[int, Timestamps] = {}  # id(poke) -> its mutation's timestamps
+        #: cookie of a mutation's poke -> the mutation's timestamps (a poke is replaced, not
+        #: changed, when presence is attached, so it cannot be keyed by identity)
+        self.timestamps: dict[int, Timestamps] = {}
         self.previous_connected = self.state.connected_clients
         self.next_connected = self.previous_connected
         if self.state.version is None:
@@ -179,7 +181,7 @@ class _Turn:
         )
         other = _replace(own, last_mutation_id_changes={})
         if m.timestamps is not None:
-            self.timestamps[id(own)] = self.timestamps[id(other)] = m.timestamps
+            self.timestamps[version] = m.timestamps
         for c in self.recipients:
             self.pokes[c.client_id].append(own if c.client_group_id == m.client_group_id else other)
         self._set_version(version)
@@ -303,7 +305,7 @@ class _Turn:
     def _debug_frame(self, request_id: str, pokes: list[Poke]) -> bytes:
         debug_pokes = []
         for poke in pokes:
-            timestamps = self.timestamps.get(id(poke))
+            timestamps = self.timestamps.get(poke.cookie)
             if timestamps is not None:
                 poke = _replace(
                     poke,
