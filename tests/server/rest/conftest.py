@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import json
 import socket
+import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -261,3 +262,37 @@ async def served(db: str = "memory://") -> AsyncIterator[Live]:
 async def live() -> AsyncIterator[Live]:
     async with served() as server:
         yield server
+
+
+@contextlib.contextmanager
+def served_in_thread(db: str = "memory://") -> Iterator[str]:
+    """``served`` on an event loop of its own thread, for synchronous clients; yields the
+    server's base URL."""
+    started = threading.Event()
+    found: dict[str, Any] = {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        async with served(db) as live:
+            found.update(url=f"http://127.0.0.1:{live.port}", stop=stop)
+            found["loop"] = asyncio.get_running_loop()
+            started.set()
+            await stop.wait()
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as e:
+            found["error"] = e
+            started.set()
+
+    thread = threading.Thread(target=run, name="reflectd-rest-test-server", daemon=True)
+    thread.start()
+    assert started.wait(10), "the server did not start"
+    if "error" in found:
+        raise found["error"]
+    try:
+        yield found["url"]
+    finally:
+        found["loop"].call_soon_threadsafe(found["stop"].set)
+        thread.join(10)

@@ -4,9 +4,9 @@
 the seed's ``/v1/apps/{app-id}/...`` (``Authorization: Basic <key>``) and the original
 server's ``/api/v1/...`` with its legacy forms (``x-reflect-api-key``). The server serves it at
 ``GET /openapi.json`` (no key needed); ``render_markdown()`` writes the route reference of
-``docs/rest.md`` from it. Regenerate the committed copies with::
+``docs/rest.md`` from it. Print the document, or regenerate that reference, with::
 
-    python -m reflectd.server.rest.openapi --write docs
+    python -m reflectd.server.rest.openapi [--markdown docs/rest.md]
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ OPENAPI_PATH = "/openapi.json"
 SEED_PREFIX = "/v1/apps/{app-id}"
 ORIGINAL_PREFIX = "/api/v1"
 #: the markers around the generated part of docs/rest.md
-BEGIN_MARKER = "<!-- BEGIN GENERATED REFERENCE (python -m reflectd.server.rest.openapi) -->"
+BEGIN_MARKER = (
+    "<!-- BEGIN GENERATED REFERENCE: python -m reflectd.server.rest.openapi --markdown "
+    "docs/rest.md -->"
+)
 END_MARKER = "<!-- END GENERATED REFERENCE -->"
 
 ROOM_EXAMPLE = "my-room"
@@ -443,9 +446,14 @@ def failures(shape: str, command: Command, permission: str) -> list[Failure]:
         ),
     ]
     if shape == "legacy":
-        found.append(
-            Failure(400, "the path segment is not percent-encoded UTF-8", "Malformed path segment")
-        )
+        found += [
+            Failure(
+                404,
+                "the path segment decodes to text with a line break (not matched)",
+                "Unknown or invalid URL",
+            ),
+            Failure(400, "the path segment is not percent-encoded UTF-8", "Malformed path segment"),
+        ]
     takes_query = bool(command.query) and shape != "legacy"
     if takes_query:
         found.append(
@@ -792,6 +800,28 @@ def _cell(value: Any) -> str:
     return "`" + text.replace("|", "\\|") + "`"
 
 
+def _error_rows(forms: list[tuple[str, str, JSON]]) -> list[str]:
+    """One row per distinct failure of a command, marked with its shapes unless all have it."""
+    shapes_of: dict[tuple[str, str, str], list[str]] = {}
+    for _, _, operation in forms:
+        for status, response in operation["responses"].items():
+            if status == "200":
+                continue
+            for media in response["content"].values():
+                for example in media["examples"].values():
+                    row = (status, example["summary"], _cell(example["value"]))
+                    shapes = shapes_of.setdefault(row, [])
+                    if operation["x-shape"] not in shapes:
+                        shapes.append(operation["x-shape"])
+    every = list(dict.fromkeys(o["x-shape"] for _, _, o in forms))
+    rows = []
+    for (status, when, answer), shapes in sorted(shapes_of.items(), key=lambda item: item[0][0]):
+        note = "" if shapes == every else f" ({', '.join(shapes)} only)"
+        when = when.replace("|", "\\|")
+        rows.append(f"| {status} | {when}{note} | {answer} |")
+    return rows
+
+
 def render_markdown(document: JSON) -> str:
     """The route reference of docs/rest.md, from the document."""
     by_command: dict[str, list[tuple[str, str, JSON]]] = {}
@@ -824,17 +854,10 @@ def render_markdown(document: JSON) -> str:
         result = main["responses"]["200"]["content"]["application/json"]["example"]
         lines += ["Answer: `200`", "", "```json", json.dumps(result), "```", ""]
         lines += ["```sh"] + [_curl(m, p, o) for m, p, o in forms] + ["```", ""]
-        for method, path, operation in forms:
-            lines += [f"Errors of `{method} {path}`:", ""]
-            lines += ["| status | when | body |", "|---|---|---|"]
-            for status, response in operation["responses"].items():
-                if status == "200":
-                    continue
-                for media in response["content"].values():
-                    for example in media["examples"].values():
-                        summary = example["summary"].replace("|", "\\|")
-                        lines.append(f"| {status} | {summary} | {_cell(example['value'])} |")
-            lines.append("")
+        lines += ["Errors:", ""]
+        lines += ["| status | when | answer |", "|---|---|---|"]
+        lines += _error_rows(forms)
+        lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -848,18 +871,18 @@ def splice_markdown(text: str, reference: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write docs/openapi.json and docs/rest.md.")
-    parser.add_argument("--write", metavar="DOCS_DIR", help="update the docs in this folder")
+    parser = argparse.ArgumentParser(
+        description="Print the OpenAPI document, or update the reference in docs/rest.md."
+    )
+    parser.add_argument("--markdown", metavar="REST_MD", help="update this file's reference")
     args = parser.parse_args(argv)
     document = build_openapi()
-    if args.write is None:
+    if args.markdown is None:
         json.dump(document, sys.stdout, indent=2)
         print()
         return 0
-    docs = Path(args.write)
-    (docs / "openapi.json").write_text(json.dumps(document, indent=2) + "\n")
-    rest = docs / "rest.md"
-    rest.write_text(splice_markdown(rest.read_text(), render_markdown(document)))
+    path = Path(args.markdown)
+    path.write_text(splice_markdown(path.read_text(), render_markdown(document)))
     return 0
 
 
