@@ -186,6 +186,7 @@ class PostgresStore:
             timeout=self._connect_timeout,
             command_timeout=self._command_timeout,
             server_settings=self.url.server_settings,
+            reset=_keep_session,
         )
         return pool
 
@@ -592,6 +593,13 @@ def _api_key(row: Record) -> ApiKeyRecord:
         created_ms=row[3],
         last_used_ms=row[4],
     )
+
+
+async def _keep_session(conn: object) -> None:
+    """The pool's reset of a connection given back: nothing beyond asyncpg's own rollback of
+    an open transaction. The default (``RESET ALL``, ``UNLISTEN *``...) costs a round trip per
+    call, and this backend never changes a session's state: it sets nothing, listens to
+    nothing and takes only transaction-level advisory locks."""
 
 
 def _rowcount(status: str) -> int:
