@@ -276,8 +276,9 @@ class ClientModel:
         self.connection_id: int | None = None
         #: whether ``connected`` arrived on the open socket
         self.connected = False
-        #: every frame received, decoded, in order
+        #: every frame received, decoded, in order, and as sent
         self.frames: list[Any] = []
+        self.raw_frames: list[bytes] = []
         #: the highest mutation id this client created (and pushed)
         self.pushed_id = 0
 
@@ -297,6 +298,7 @@ class ClientModel:
         """Receive one frame on the open socket; return it decoded."""
         message = assert_frames_valid(frame)
         self.frames.append(message)
+        self.raw_frames.append(frame)
         kind = message[0]
         if kind == "connected":
             assert not self.connected, f"{self.client_id}: a second connected frame"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from reflectd.engine.records import RoomSnapshot
 from reflectd.engine.transaction import WriteTransaction
 
-from .harness import START_MS, RoomDriver, delete, poke, put, set_key
+from .harness import START_MS, RoomDriver, delete, poke, present, put, set_key
 
 
 def _bye(tx: WriteTransaction) -> None:
@@ -189,3 +189,17 @@ def test_stale_connected_client_without_a_record_is_disconnected_without_error()
     assert calls == ["lost"]
     assert driver.room.state.connected_clients == {"c1"}
     assert [(p["baseCookie"], p["cookie"]) for p in frames.pokes("c1")] == [(None, 4), (4, 5)]
+
+
+def test_two_clients_with_a_no_op_disconnect_handler_get_a_disconnect_poke() -> None:
+    driver = RoomDriver(on_client_disconnect=lambda tx: None)
+    driver.connect("c1")
+    driver.turn()
+    driver.connect("c2")
+    frames = driver.turn()
+    assert frames.pokes("c1") == [poke(0, 1, presence=present("c2"))]
+
+    driver.disconnect("c2")
+    frames = driver.turn()
+
+    assert frames.pokes("c1") == [poke(1, 2, presence=[delete("c2")])]
