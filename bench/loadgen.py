@@ -403,6 +403,8 @@ async def fanout_workload(
     rate: float = 5.0,
     duration: float = 10.0,
     connect_concurrency: int = 100,
+    settle_s: float = 1.0,
+    tail_s: float = 2.0,
 ) -> dict[str, Any]:
     """One room of ``clients``; ``writers`` of them push ``rate`` echo mutations/s each for
     ``duration`` s. Poke latency: from a push to each client's poke carrying its write."""
@@ -429,7 +431,7 @@ async def fanout_workload(
     _connect_ms, failures = await _connect_all(all_clients, concurrency=connect_concurrency)
     connect_all_ms = now_ms() - t_connect
     live = [c for c in all_clients if c.ws is not None]
-    await _quiet(live, 1000, 60)
+    await _quiet(live, settle_s * 1000, 60)
     measuring[0] = True
     writer_clients = live[:writers]
     interval = 1.0 / rate
@@ -447,7 +449,7 @@ async def fanout_workload(
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
     await asyncio.gather(*(write(c, i) for i, c in enumerate(writer_clients)))
-    await asyncio.sleep(2.0)  # the last pokes
+    await asyncio.sleep(tail_s)  # the last pokes
     expected = len(sent) * len(live)
     errors = [e for c in all_clients for e in c.errors]
     await _close_all(all_clients)
@@ -531,6 +533,7 @@ async def storm_workload(
     retry_ms: float = 250.0,
     connect_concurrency: int = 200,
     limit_s: float = 120.0,
+    settle_s: float = 1.0,
 ) -> dict[str, Any]:
     """``clients`` connected clients; the server restarts (or, without ``restart``, every
     client drops its socket); all reconnect at once, retrying every ``retry_ms`` (jittered)
@@ -542,11 +545,11 @@ async def storm_workload(
     ]
     _, failures = await _connect_all(all_clients, concurrency=connect_concurrency)
     live = [c for c in all_clients if c.ws is not None]
-    await _quiet(live, 1000, 60)
+    await _quiet(live, settle_s * 1000, 60)
     # one mutation each, so that they reconnect with a real lmid and cookie
     for c in live:
         await c.push("increment", {"key": "count", "delta": 1})
-    await _quiet(live, 1000, 60)
+    await _quiet(live, settle_s * 1000, 60)
 
     reconnected_at: list[float] = []
     attempts = itertools.count()

@@ -209,6 +209,14 @@ class Target:
         return loadgen.Restart(stop=stop, start=start)
 
 
+def _loadavg() -> float | None:
+    """The 1-minute load average: other work on the machine shows up here."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -364,6 +372,7 @@ def run_one(
     target: Target, workload: str, sizes: Sizes, timeout: float, log: Callable[[str], None]
 ) -> dict[str, Any]:
     t0 = time.monotonic()
+    load_before = _loadavg()
     try:
         if workload in NODE_WORKLOADS:
             result = run_node(target, workload, sizes, timeout)
@@ -373,6 +382,7 @@ def run_one(
     except Exception as exc:  # one failed run is reported, the rest goes on
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     result["wallS"] = round(time.monotonic() - t0, 2)
+    result["loadavg"] = {"before": load_before, "after": _loadavg()}
     status = "ok" if result.get("ok") else f"FAILED: {result.get('error', '')[:300]}"
     log(f"  {workload:<12} {target.name:<9} {result['wallS']:7.1f} s  {status}")
     return result

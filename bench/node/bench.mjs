@@ -307,6 +307,7 @@ async function connect() {
 // ---- main ----------------------------------------------------------------------------------------
 const WORKLOADS = {closed: closedLoop, open: oneRoomOpen, rooms: manyRooms, connect};
 const started = now();
+const cpu0 = process.cpuUsage();
 deadline = started + TIMEOUT_MS;
 let out;
 let exitCode = 0;
@@ -325,6 +326,8 @@ out = {
   server: opt.server,
   node: process.version,
   ...out,
+  // the driver's own CPU time: near totalMs means the client, not the server, was the limit
+  driverCpuMs: round((({user, system}) => (user + system) / 1000)(process.cpuUsage(cpu0))),
   clientErrors: errorCount,
   clientErrorSamples: errors,
   totalMs: round(now() - started),

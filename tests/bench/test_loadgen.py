@@ -1,0 +1,73 @@
+"""The protocol-level load generator against a real reflectd process, at tiny sizes."""
+
+from __future__ import annotations
+
+import os
+
+from bench.run import Target
+
+from bench import loadgen
+
+
+def test_rooms_counts_every_confirmation(reflectd: Target) -> None:
+    result = loadgen.run_async(
+        loadgen.rooms_workload(reflectd.url, rooms=2, clients=2, mutations=5, window=2)
+    )
+    assert result["mutations"] == 20
+    assert result["confirmed"] == 20
+    assert result["confirmLatencyMs"]["count"] == 20
+    assert result["connectFailures"] == 0
+    assert not result["timedOut"]
+    assert result["errors"] == []
+    assert result["confirmedPerSec"] > 0
+
+
+def test_fanout_delivers_each_write_to_every_client(reflectd: Target) -> None:
+    result = loadgen.run_async(
+        loadgen.fanout_workload(
+            reflectd.url, clients=6, writers=2, rate=10, duration=0.5, settle_s=0.3, tail_s=0.5
+        )
+    )
+    assert result["mutations"] >= 8
+    assert result["deliveries"] == result["expectedDeliveries"] == result["mutations"] * 6
+    assert result["pokeLatencyMs"]["p99"] > 0
+
+
+def test_idle_measures_rss_per_connection(reflectd: Target) -> None:
+    assert reflectd.pid is not None
+    result = loadgen.run_async(
+        loadgen.idle_workload(
+            reflectd.url, connections=30, clients_per_room=5, server_pid=reflectd.pid, settle_s=0.3
+        )
+    )
+    assert result["connected"] == 30
+    assert result["rssAfterKiB"] > 0
+    assert result["rssPerConnectionKiB"] is not None
+
+
+def test_storm_after_a_restart_reconnects_everyone(reflectd: Target) -> None:
+    result = loadgen.run_async(
+        loadgen.storm_workload(
+            reflectd.url,
+            clients=12,
+            clients_per_room=4,
+            restart=reflectd.restart_hooks(),
+            settle_s=0.3,
+        )
+    )
+    assert result["serverRestarted"]
+    assert result["reconnected"] == 12
+    assert result["allConnectedAfterReadyMs"] is not None
+    assert reflectd.proc is not None and reflectd.proc.poll() is None
+
+
+def test_storm_without_restart_drops_sockets_client_side(reflectd: Target) -> None:
+    result = loadgen.run_async(
+        loadgen.storm_workload(reflectd.url, clients=6, clients_per_room=3, settle_s=0.3)
+    )
+    assert not result["serverRestarted"]
+    assert result["reconnected"] == 6
+
+
+def test_rss_of_this_process() -> None:
+    assert loadgen.rss_kib(os.getpid()) > 1000

@@ -1,0 +1,109 @@
+"""bench/run.py: its command line, the JSON document it writes, the summary and the chart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import run
+from bench.run import REPO_ROOT
+
+
+def test_help() -> None:
+    proc = subprocess.run(
+        [sys.executable, "bench/run.py", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0
+    assert "--side-by-side" in proc.stdout and "--reference-dir" in proc.stdout
+
+
+def test_missing_reference_dir_is_explained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run.main(
+        ["--side-by-side", "--targets", "original", "--reference-dir", str(tmp_path), "--no-chart",
+         "--out", str(tmp_path / "r.json")]
+    )  # fmt: skip
+    assert code == 2
+    assert "npm-installed copy" in capsys.readouterr().err
+
+
+def test_side_by_side_reflectd_only_writes_the_documented_json(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    code = run.main(
+        ["--side-by-side", "--targets", "reflectd", "--quick", "-n", "2",
+         "--workloads", "proto-rooms,idle", "--set", "idle_connections=10",
+         "--no-chart", "--plain", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "reflectd-bench/1"
+    assert set(doc) >= {"started", "durationS", "machine", "config", "runs", "summary", "goals"}
+    assert doc["config"]["targets"] == ["reflectd"]
+    assert doc["config"]["sizes"]["idle_connections"] == 10
+    # proto-rooms twice, idle once (a heavy workload: --heavy-repetitions 1)
+    assert [(r["workload"], r["rep"]) for r in doc["runs"]] == [
+        ("proto-rooms", 1),
+        ("idle", 1),
+        ("proto-rooms", 2),
+    ]
+    for r in doc["runs"]:
+        assert r["target"] == "reflectd"
+        assert r["result"]["ok"]
+        assert "wallS" in r["result"] and "loadavg" in r["result"]
+    rows = {(row["workload"], row["metric"]): row for row in doc["summary"]}
+    throughput = rows[("proto-rooms", "throughput")]
+    assert len(throughput["values"]["reflectd"]) == 2
+    assert throughput["median"]["reflectd"] > 0
+    assert "ratio" not in throughput  # one target: nothing to compare with
+    assert rows[("idle", "rss")]["unit"] == "KiB"
+    goals = {g["goal"]: g for g in doc["goals"]}
+    assert goals["protocol 100 rooms x 2 clients >= 10,000 confirmed mutations/s"]["met"] in (
+        True,
+        False,
+    )
+
+
+def _fake_runs() -> list[dict]:
+    runs = []
+    for rep, (ours, theirs) in enumerate([(20.0, 100.0), (30.0, 140.0), (25.0, 120.0)], 1):
+        for target, p50 in (("reflectd", ours), ("original", theirs)):
+            samples = [p50 - 1, p50, p50 + 1]
+            runs.append({"target": target, "workload": "closed", "rep": rep, "result": {
+                "ok": True, "roundTrip": {"p50": p50, "p99": p50 + 1},
+                "visibility": {"p50": p50, "p99": p50},
+                "samples": {"roundTripMs": samples, "visibilityMs": samples},
+            }})  # fmt: skip
+    runs.append({"target": "original", "workload": "closed", "rep": 4,
+                 "result": {"ok": False, "error": "boom"}})  # fmt: skip
+    return runs
+
+
+def test_summary_takes_medians_and_ratios_and_skips_failed_runs() -> None:
+    rows = run.summarize_runs(_fake_runs(), ["reflectd", "original"])
+    row = next(r for r in rows if r["metric"] == "rtt_p50")
+    assert row["values"] == {"reflectd": [20.0, 30.0, 25.0], "original": [100.0, 140.0, 120.0]}
+    assert row["median"] == {"reflectd": 25.0, "original": 120.0}
+    assert row["ratio"] == pytest.approx(25 / 120, abs=1e-3)
+    goals = run.check_goals(rows)
+    assert goals == [
+        {"goal": "closed loop round trip p50 <= 0.3x the original", "value": row["ratio"],
+         "met": True}
+    ]  # fmt: skip
+    table = run.markdown_table(["a", "b"], run.table_rows(rows, ["reflectd", "original"])[:1])
+    assert "25.0 (n=3)" in table and "0.21x" in table
+
+
+def test_chart(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (bench/requirements.txt)")
+    path = tmp_path / "chart.png"
+    assert run.draw_chart(_fake_runs(), ["reflectd", "original"], path, lambda _: None)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
