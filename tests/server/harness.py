@@ -16,7 +16,6 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -48,12 +47,12 @@ def now_ms() -> int:
 # ---------------------------------------------------------------------------- the server
 
 
-@dataclass
-class Harness:
-    server: ReflectServer
-    store: Store
-    port: int
-    clients: list[Client] = field(default_factory=list)
+class Endpoint:
+    """A reflectd listening on ``port`` (in this process or another); opens client sockets."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.clients: list[Client] = []
 
     @property
     def http_url(self) -> str:
@@ -118,6 +117,7 @@ class Harness:
             params, protocol=protocol, client_id=client_id, client_group_id=group
         )
         client.cookie = base_cookie
+        client.lmid = lmid
         client.next_mutation_id = lmid + 1
         await client.expect_connected(wsid=params["wsid"])
         if first_poke:
@@ -154,6 +154,19 @@ class Harness:
         await client.expect_closed()
         return client
 
+    async def close_clients(self) -> None:
+        for client in self.clients:
+            await client.close()
+
+
+class Harness(Endpoint):
+    """A reflectd running in this event loop, with its storage at hand."""
+
+    def __init__(self, server: ReflectServer, store: Store, port: int) -> None:
+        super().__init__(port)
+        self.server = server
+        self.store = store
+
     async def snapshot(self, room_id: str = "r1") -> RoomSnapshot:
         return await self.store.load_room(room_id)
 
@@ -165,10 +178,6 @@ class Harness:
             for key, entry in snapshot.entries.items()
             if not entry.deleted
         }
-
-    async def close_clients(self) -> None:
-        for client in self.clients:
-            await client.close()
 
 
 def connect_params(

@@ -130,3 +130,25 @@ async def test_key_or_value_over_the_limit_consumes_the_mutation_with_an_empty_p
     assert key not in (await limited.snapshot()).entries
     [poke] = await client.mutate("put", {"key": "ok", "value": 1})
     assert poke["patch"] == [{"op": "put", "key": "ok", "value": 1}]
+
+
+async def test_frames_sent_after_a_refused_push_are_not_processed(limited: Harness) -> None:
+    client = await limited.connect()
+    too_many = [
+        {
+            "id": i,
+            "clientID": "c1",
+            "name": "put",
+            "args": {"key": "k", "value": i},
+            "timestamp": now_ms(),
+        }
+        for i in range(1, MAX_MUTATIONS + 2)
+    ]
+    await client.send(push_frame(too_many, client.client_group_id))
+    await client.send(push_frame(too_many[:1], client.client_group_id))
+    await client.send(["ping", {}])
+    await client.expect_error("InvalidPush")
+    await client.expect_closed()
+    snapshot = await limited.snapshot()
+    assert snapshot.entries == {}
+    assert snapshot.clients["c1"].last_mutation_id == 0

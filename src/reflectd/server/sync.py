@@ -32,7 +32,7 @@ from reflectd.protocol.codec import PONG_FRAME, parse_upstream
 from reflectd.protocol.connect import parse_connect_query, parse_gate_params
 from reflectd.protocol.jsparse import decode_uri_component
 from reflectd.protocol.messages import PingBody, PullBody, PushBody
-from reflectd.server.actor import RoomActor, now_ms
+from reflectd.server.actor import RoomActor, RoomUnavailable, now_ms
 from reflectd.server.auth import authenticate
 from reflectd.server.errors import api_error
 from reflectd.server.rooms import RoomRegistry
@@ -94,6 +94,8 @@ class SyncEndpoints:
             )
             try:
                 await self._receive_loop(socket, actor)
+            except RoomUnavailable:
+                pass  # the room stopped (shutdown, failed commit): close; the client reconnects
             finally:
                 actor.detach(socket)
                 logger.info(
@@ -154,8 +156,8 @@ class SyncEndpoints:
         max_mutations = self.settings.limits.max_mutations_per_push
         while True:
             message = await socket.websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
+            if message["type"] == "websocket.disconnect" or socket.closing:
+                return  # closing after an error: what the client sent since is not processed
             text = message.get("text")
             try:
                 if text is None:
