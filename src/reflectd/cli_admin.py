@@ -85,7 +85,7 @@ def keys_list(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
             "name": r.name,
             "permissions": list(r.permissions),
             "created": _time(r.created_ms),
-            "lastUsed": _time(r.last_used_ms),
+            "lastUsed": None if r.last_used_ms is None else _time(r.last_used_ms),
         }
         for r in records
     ]
