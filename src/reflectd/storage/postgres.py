@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
@@ -36,7 +36,8 @@ from reflectd.engine.records import (
     RoomWrites,
 )
 from reflectd.errors import StorageError
-from reflectd.storage.base import PERMISSIONS, ApiKeyRecord, Permission
+from reflectd.storage.base import PERMISSIONS, ApiKeyRecord, Backend, Permission
+from reflectd.storage.leases import Lease, LeaseLost, LeaseStore, check_lease_request
 from reflectd.storage.migrations.postgres import migrate, quote_ident
 
 T = TypeVar("T")
@@ -309,12 +310,25 @@ class PostgresStore:
 
         return await self._call(run, f"load room {room_id!r}")
 
-    async def commit(self, room_id: str, writes: RoomWrites) -> None:
+    async def commit(self, room_id: str, writes: RoomWrites, *, lease: Lease | None = None) -> None:
+        """``Store.commit``; with ``lease``, first check in the same transaction that the room's
+        lease is still ``lease`` (and hold it until COMMIT), else raise ``LeaseLost``."""
+        what = f"commit to room {room_id!r}"
+
         async def run(conn: Connection) -> None:
             async with conn.transaction():
+                if lease is not None:
+                    held = lease.room_id == room_id and await conn.fetchval(
+                        self._sql.hold_lease, room_id, lease.node_id, lease.epoch
+                    )
+                    if not held:
+                        raise LeaseLost(
+                            f"PostgreSQL: {what} refused: lease epoch {lease.epoch} of node"
+                            f" {lease.node_id!r} lost"
+                        )
                 await self._apply(conn, room_id, writes)
 
-        await self._call(run, f"commit to room {room_id!r}")
+        await self._call(run, what)
 
     async def delete_room_data(self, room_id: str) -> None:
         async def run(conn: Connection) -> None:
@@ -335,6 +349,52 @@ class PostgresStore:
             return {_text(row[0]): _optional_text(row[1]) for row in rows}
 
         return await self._call(run, f"load client tombstones of room {room_id!r}")
+
+    # ------------------------------------------------------------------ leases
+
+    async def acquire_lease(
+        self, room_id: str, node_id: str, address: str, ttl_ms: int
+    ) -> Lease | None:
+        """See ``reflectd.storage.leases.LeaseStore``; the expiry is on PostgreSQL's clock."""
+        check_lease_request(node_id, ttl_ms)
+
+        async def run(conn: Connection) -> Lease | None:
+            row = await conn.fetchrow(self._sql.acquire_lease, room_id, node_id, address, ttl_ms)
+            return None if row is None else _lease(row)
+
+        return await self._call(run, f"acquire lease of room {room_id!r}")
+
+    async def renew_lease(self, lease: Lease, ttl_ms: int) -> Lease:
+        check_lease_request(lease.node_id, ttl_ms)
+        what = f"renew lease of room {lease.room_id!r}"
+
+        async def run(conn: Connection) -> Lease:
+            row = await conn.fetchrow(
+                self._sql.renew_lease, lease.room_id, lease.node_id, lease.epoch, ttl_ms
+            )
+            if row is None:
+                raise LeaseLost(
+                    f"PostgreSQL: {what} failed: epoch {lease.epoch} of node {lease.node_id!r} lost"
+                )
+            return _lease(row)
+
+        return await self._call(run, what)
+
+    async def release_lease(self, lease: Lease) -> bool:
+        async def run(conn: Connection) -> bool:
+            status = await conn.execute(
+                self._sql.release_lease, lease.room_id, lease.node_id, lease.epoch
+            )
+            return _rowcount(status) == 1
+
+        return await self._call(run, f"release lease of room {lease.room_id!r}")
+
+    async def current_lease(self, room_id: str) -> Lease | None:
+        async def run(conn: Connection) -> Lease | None:
+            row = await conn.fetchrow(self._sql.current_lease, room_id)
+            return None if row is None else _lease(row)
+
+        return await self._call(run, f"read lease of room {room_id!r}")
 
     # ------------------------------------------------------------------ writes
 
@@ -436,6 +496,11 @@ class _Statements:
     delete_connected: str
     insert_connected: str
     delete_room_data: tuple[str, ...]
+    acquire_lease: str
+    renew_lease: str
+    release_lease: str
+    current_lease: str
+    hold_lease: str
 
     @classmethod
     def for_schema(cls, s: str) -> _Statements:
@@ -509,6 +574,39 @@ class _Statements:
             delete_room_data=tuple(
                 f"DELETE FROM {{s}}.{table} WHERE room_id = $1" for table in _ROOM_DATA_TABLES
             ),
+            # excluded.expires_at_ms - $4 is "now"; l.* are the row's values before the update
+            acquire_lease=(
+                "INSERT INTO {s}.room_leases AS l"
+                " (room_id, node_id, address, epoch, expires_at_ms)"
+                f" VALUES ($1, $2, $3, 1, {_NOW_MS} + $4)"
+                " ON CONFLICT (room_id) DO UPDATE SET"
+                " epoch = CASE WHEN l.node_id = excluded.node_id"
+                " AND l.expires_at_ms > excluded.expires_at_ms - $4"
+                " THEN l.epoch ELSE l.epoch + 1 END,"
+                " node_id = excluded.node_id, address = excluded.address,"
+                " expires_at_ms = excluded.expires_at_ms"
+                " WHERE l.node_id = excluded.node_id"
+                " OR l.expires_at_ms <= excluded.expires_at_ms - $4"
+                f" RETURNING {_LEASE_COLUMNS}"
+            ),
+            renew_lease=(
+                f"UPDATE {{s}}.room_leases SET expires_at_ms = {_NOW_MS} + $4"
+                f" WHERE room_id = $1 AND node_id = $2 AND epoch = $3 RETURNING {_LEASE_COLUMNS}"
+            ),
+            release_lease=(
+                "UPDATE {s}.room_leases SET node_id = '', address = '', expires_at_ms = 0"
+                " WHERE room_id = $1 AND node_id = $2 AND epoch = $3"
+            ),
+            current_lease=(
+                f"SELECT {_LEASE_COLUMNS} FROM {{s}}.room_leases"
+                f" WHERE room_id = $1 AND expires_at_ms > {_NOW_MS}"
+            ),
+            # FOR SHARE: a takeover (an UPDATE of the row) waits for the commit to end, and a
+            # commit waiting for a takeover re-reads the row and finds it changed
+            hold_lease=(
+                "SELECT epoch FROM {s}.room_leases"
+                " WHERE room_id = $1 AND node_id = $2 AND epoch = $3 FOR SHARE"
+            ),
         )
         fill: dict[str, Any] = {}
         for name, value in dataclasses.asdict(statements).items():
@@ -526,6 +624,11 @@ _ROOM_DATA_TABLES = (
     "client_tombstones",
     "entries",
 )
+
+_LEASE_COLUMNS = "room_id, node_id, address, epoch, expires_at_ms"
+
+#: now, in ms since the Unix epoch, on the server's clock
+_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 _CLIENT_COLUMNS = (
     "client_group_id, base_cookie, last_mutation_id, last_mutation_id_version,"
@@ -580,6 +683,10 @@ def _client(row: Record) -> ClientRecord:
     )
 
 
+def _lease(row: Record) -> Lease:
+    return Lease(room_id=row[0], node_id=row[1], address=row[2], epoch=row[3], expires_at_ms=row[4])
+
+
 def _room(row: Record) -> RoomRecord:
     return RoomRecord(room_id=row[0], jurisdiction=row[1], status=row[2])
 
@@ -621,3 +728,8 @@ def _redact(url: str) -> str:
 
 def _storage_error(what: str, exc: Exception) -> StorageError:
     return StorageError(f"{what} failed: {type(exc).__name__}: {exc}")
+
+
+if TYPE_CHECKING:
+    _BACKEND: type[Backend] = PostgresStore
+    _LEASE_STORE: type[LeaseStore] = PostgresStore

@@ -29,7 +29,7 @@ from reflectd.errors import StorageError
 LOCK_CLASS = 0x52464C44
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 0 -> 1: rooms, room data and API keys (the SQLite schema version 2)
+    # 0 -> 1: rooms, room data and API keys (as the SQLite schema version 2)
     (
         """CREATE TABLE {schema}.rooms (
             room_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
@@ -79,6 +79,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_used_ms BIGINT
         )""",
     ),
+    # 1 -> 2: room ownership leases (reflectd.storage.leases); expiry in ms on the server's clock
+    (
+        """CREATE TABLE {schema}.room_leases (
+            room_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+            node_id TEXT NOT NULL,
+            address TEXT NOT NULL,
+            epoch BIGINT NOT NULL,
+            expires_at_ms BIGINT NOT NULL
+        )""",
+    ),
 )
 
 #: the tables of the schema, but ``schema_version``
@@ -90,6 +100,7 @@ TABLES = (
     "client_tombstones",
     "entries",
     "api_keys",
+    "room_leases",
 )
 
 #: the schema version this code writes
