@@ -80,6 +80,9 @@ def test_the_password_never_shows_in_the_store_name() -> None:
     store = PostgresStore("postgresql://alice:s3cret@db.example:5432/app?schema=x")
     assert "s3cret" not in store.name
     assert "alice:***@db.example:5432/app" in store.name
+    store = PostgresStore("postgresql://db.example/app?user=bob&password=s3cret&sslmode=require")
+    assert "s3cret" not in store.name
+    assert "user=bob&password=***&sslmode=require" in store.name
 
 
 def test_every_connection_commits_synchronously() -> None:

@@ -44,9 +44,10 @@ T = TypeVar("T")
 
 #: the schema the tables live in unless the URL or the caller names another
 DEFAULT_SCHEMA = "reflectd"
-#: connections per store: about twice the cores of the 2-core machines reflectd targets. A
-#: commit spends most of its time waiting for PostgreSQL's WAL flush, which concurrent
-#: transactions share; more connections than that only add contention.
+#: connections per store: about twice the cores of the 2-core machines reflectd targets. On
+#: those, commits are bound by CPU (this process's and PostgreSQL's) more than by WAL flushes,
+#: which concurrent transactions share anyway: more connections only add contention (see
+#: docs/storage.md for the measurement).
 DEFAULT_POOL_SIZE = 4
 
 
@@ -717,13 +718,16 @@ def _rowcount(status: str) -> int:
 
 
 def _redact(url: str) -> str:
-    """``url`` without its password."""
+    """``url`` without its password (in the user part or the query)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(name == "password" for name, _ in query):
+        hidden = [(name, "***" if name == "password" else value) for name, value in query]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+    return urlunsplit(parts)
 
 
 def _storage_error(what: str, exc: Exception) -> StorageError:
