@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -143,9 +144,21 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+#: parametrize a test or module with this to run it on both storage backends
+BOTH_BACKENDS = pytest.mark.parametrize("db", ["memory", "sqlite"], indirect=True)
+
+
 @pytest.fixture
-async def rest() -> AsyncIterator[Rest]:
-    async with in_process() as r:
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The storage: memory, unless the test is parametrized with ``BOTH_BACKENDS``."""
+    if getattr(request, "param", "memory") == "memory":
+        return "memory://"
+    return str(tmp_path / "reflectd.sqlite3")
+
+
+@pytest.fixture
+async def rest(db: str) -> AsyncIterator[Rest]:
+    async with in_process(db) as r:
         yield r
 
 
@@ -259,8 +272,8 @@ async def served(db: str = "memory://") -> AsyncIterator[Live]:
 
 
 @pytest.fixture
-async def live() -> AsyncIterator[Live]:
-    async with served() as server:
+async def live(db: str) -> AsyncIterator[Live]:
+    async with served(db) as server:
         yield server
 
 

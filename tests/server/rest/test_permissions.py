@@ -11,7 +11,7 @@ import pytest
 from reflectd.server.rest.keys import hash_key
 from reflectd.storage.base import PERMISSIONS, Permission
 
-from .conftest import ENV_KEY, Rest, assert_error, assert_unauthorized
+from .conftest import BOTH_BACKENDS, ENV_KEY, Rest, assert_error, assert_unauthorized
 
 pytestmark = pytest.mark.anyio
 
@@ -75,6 +75,7 @@ def test_the_matrix_covers_every_route_and_permission() -> None:
     assert len(ROUTES) == sum(1 if r.legacy else 2 for r in SERVED)
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize("permission", PERMISSIONS)
 async def test_a_key_with_one_permission_opens_exactly_its_routes(
     rest: Rest, permission: Permission
@@ -91,6 +92,7 @@ async def test_a_key_with_one_permission_opens_exactly_its_routes(
             await rest.store.set_room_status("open", "open")  # keep it open for the next
 
 
+@BOTH_BACKENDS
 async def test_a_key_with_every_permission_and_the_env_key_open_every_route(rest: Rest) -> None:
     await _prepare(rest)
     stored = await rest.make_key("all", *PERMISSIONS)
@@ -102,6 +104,7 @@ async def test_a_key_with_every_permission_and_the_env_key_open_every_route(rest
             await rest.store.set_room_status("closed", "closed")
 
 
+@BOTH_BACKENDS
 async def test_a_key_with_no_permission_is_known_but_forbidden(rest: Rest) -> None:
     key = await rest.make_key("none")
     for shape in ("seed", "original"):
@@ -109,6 +112,7 @@ async def test_a_key_with_no_permission_is_known_but_forbidden(rest: Rest) -> No
         assert_error(response, 403, 'API key "none" lacks the permission rooms:read')
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize("shape", ["seed", "original"])
 async def test_order_of_checks(rest: Rest, shape: str) -> None:
     reader = await rest.make_key("reader", "rooms:read")
@@ -132,6 +136,7 @@ async def test_order_of_checks(rest: Rest, shape: str) -> None:
     assert_error(response, 400, "Query string error. Unexpected property y")
 
 
+@BOTH_BACKENDS
 async def test_a_key_on_another_app_id_is_404(rest: Rest) -> None:
     stored = await rest.make_key("all", *PERMISSIONS)
     for key in (stored, ENV_KEY):
@@ -144,6 +149,7 @@ async def test_a_key_on_another_app_id_is_404(rest: Rest) -> None:
         ).status_code == 200
 
 
+@BOTH_BACKENDS
 async def test_edited_and_deleted_keys_take_effect_at_once(rest: Rest) -> None:
     key = await rest.make_key("k", "rooms:read")
     assert (await rest.call("seed", "GET", "rooms", key=key)).status_code == 200
@@ -158,6 +164,7 @@ async def test_edited_and_deleted_keys_take_effect_at_once(rest: Rest) -> None:
         assert_unauthorized(await rest.call(shape, "GET", "rooms", key=key), shape)
 
 
+@BOTH_BACKENDS
 async def test_use_is_recorded_and_only_hashes_are_stored(rest: Rest) -> None:
     key = await rest.make_key("k", "rooms:read")
     (record,) = await rest.store.list_api_keys()
@@ -168,6 +175,7 @@ async def test_use_is_recorded_and_only_hashes_are_stored(rest: Rest) -> None:
     assert record.last_used_ms is not None and record.last_used_ms > 0
 
 
+@BOTH_BACKENDS
 async def test_a_key_hash_is_not_a_key(rest: Rest) -> None:
     key = await rest.make_key("k", "rooms:read")
     for presented in (hash_key(key), key.upper(), key[:-1], key + "x", f"Basic {key}"):

@@ -10,6 +10,7 @@ from reflectd.server.rest.routes import MAX_BODY_BYTES
 
 from .conftest import (
     APP_ID,
+    BOTH_BACKENDS,
     ENV_KEY,
     SHAPES,
     Rest,
@@ -231,6 +232,7 @@ async def test_oversized_body_is_413(
 # ------------------------------------------------------------------------------ create
 
 
+@BOTH_BACKENDS
 async def test_create(rest: Rest, shape: str) -> None:
     await rest.create("a", shape)
     listed = await rest.ok(shape, "GET", "rooms", {"roomID": "a"})
@@ -243,6 +245,7 @@ async def test_create(rest: Rest, shape: str) -> None:
     assert_error(response, 409, 'Room "a" already exists', "rooms")
 
 
+@BOTH_BACKENDS
 async def test_create_eu(rest: Rest, shape: str) -> None:
     body = '{"jurisdiction":"eu"}'
     assert await rest.ok(shape, "POST", "rooms:create", {"roomID": "e"}, body=body) == {}
@@ -293,6 +296,7 @@ async def test_create_bad_body(rest: Rest, shape: str, body: str | None, message
     assert (await rest.ok(shape, "GET", "rooms"))["results"] == []
 
 
+@BOTH_BACKENDS
 async def test_create_when_the_start_handler_fails_is_500_and_records_nothing(
     rest: Rest, shape: str
 ) -> None:
@@ -333,6 +337,7 @@ async def test_list_repeated_single_parameter(rest: Rest, shape: str, name: str)
     assert_error(response, 400, f"Query string error. Expected string at {name}. Got array")
 
 
+@BOTH_BACKENDS
 async def test_list(rest: Rest, shape: str) -> None:
     for room_id in ("b", "a", "c-d", "c", "c/e"):
         await rest.create(room_id)
@@ -363,6 +368,7 @@ async def test_list(rest: Rest, shape: str) -> None:
     assert await ids([("roomID", "a"), ("roomID", "a")]) == (["a"], 1, False)
 
 
+@BOTH_BACKENDS
 async def test_list_shows_every_status(rest: Rest, shape: str) -> None:
     for room_id in ("a", "b", "c"):
         await rest.create(room_id)
@@ -381,6 +387,7 @@ async def test_contents(rest: Rest, shape: str) -> None:
     assert await rest.ok(shape, "GET", "rooms/contents", {"roomID": "a"}) == {"contents": {}}
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize("command", ROOM_COMMANDS[:3])
 async def test_unknown_room_is_404(rest: Rest, shape: str, command: str) -> None:
     method = "GET" if command == "rooms/contents" else "POST"
@@ -388,6 +395,7 @@ async def test_unknown_room_is_404(rest: Rest, shape: str, command: str) -> None
     assert_error(response, 404, 'Room "unknown" not found', "rooms")
 
 
+@BOTH_BACKENDS
 async def test_contents_of_a_deleted_room_is_410(rest: Rest, shape: str) -> None:
     await rest.create("a")
     await rest.ok(shape, "POST", "rooms:close", {"roomID": "a"})
@@ -404,6 +412,7 @@ async def test_contents_of_a_deleted_room_is_410(rest: Rest, shape: str) -> None
 # ------------------------------------------------------------------------------ close, delete
 
 
+@BOTH_BACKENDS
 async def test_lifecycle(rest: Rest, shape: str) -> None:
     await rest.create("a")
     response = await rest.call(shape, "POST", "rooms:delete", {"roomID": "a"})
@@ -445,6 +454,7 @@ async def test_invalidate_without_connections(
 # ------------------------------------------------------------------------------ legacy forms
 
 
+@BOTH_BACKENDS
 async def test_legacy_forms(rest: Rest, shape: str) -> None:
     if shape != "original":
         return
