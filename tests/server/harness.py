@@ -77,13 +77,17 @@ class Endpoint:
         protocol: str | None = None,
         client_id: str = "",
         client_group_id: str = "",
+        **options: Any,
     ) -> Client:
-        """Open a socket to the connect endpoint; no frame is read yet."""
+        """Open a socket to the connect endpoint; no frame is read yet. ``options`` go to
+        ``websockets.connect``."""
         ws = await connect(
             self.connect_url(params, version=version),
             subprotocols=[protocol] if protocol is not None else None,
             compression=None,
             open_timeout=FRAME_TIMEOUT_S,
+            close_timeout=1,
+            **options,
         )
         client = Client(ws, client_id=client_id, client_group_id=client_group_id)
         self.clients.append(client)
@@ -100,6 +104,7 @@ class Endpoint:
         lmid: int = 0,
         protocol: str | None = None,
         first_poke: bool = True,
+        options: dict[str, Any] | None = None,
         **extra: str,
     ) -> Client:
         """Connect as the Reflect client does; expect ``connected`` (and the first poke)."""
@@ -114,7 +119,7 @@ class Endpoint:
             **extra,
         )
         client = await self.open(
-            params, protocol=protocol, client_id=client_id, client_group_id=group
+            params, protocol=protocol, client_id=client_id, client_group_id=group, **(options or {})
         )
         client.cookie = base_cookie
         client.lmid = lmid
@@ -253,7 +258,8 @@ async def _shut_down(uv: uvicorn.Server) -> None:
     for listener in uv.servers:
         listener.close()
     for connection in list(uv.server_state.connections):
-        connection.shutdown()
+        with contextlib.suppress(Exception):  # uvicorn raises for a connection mid-close
+            connection.shutdown()
     deadline = time.monotonic() + 5
     while uv.server_state.connections or uv.server_state.tasks:
         assert time.monotonic() < deadline, "connections did not close within 5 s"

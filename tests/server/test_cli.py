@@ -132,9 +132,7 @@ def test_serve_help_lists_every_option() -> None:
 BAD_APPS = {
     "no_such_file.py:app": "no such file: no_such_file.py",
     "just-a-word": "APP must be path/to/file.py:attribute or module:attribute",
-    "no_such_module_xyz:app": "cannot import module 'no_such_module_xyz'",
     f"{APPS}:not_an_app": "is int, not a reflectd.App",
-    f"{APPS}:missing": "is NoneType, not a reflectd.App",
 }
 
 

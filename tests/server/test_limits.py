@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from reflectd.engine.handlers import EngineSettings
 from reflectd.server.settings import Limits, ServerSettings
 
 from .conftest import make_app
-from .harness import Harness, now_ms, push_frame, serve
+from .harness import FRAME_TIMEOUT_S, Harness, now_ms, push_frame, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -152,3 +155,27 @@ async def test_frames_sent_after_a_refused_push_are_not_processed(limited: Harne
     snapshot = await limited.snapshot()
     assert snapshot.entries == {}
     assert snapshot.clients["c1"].last_mutation_id == 0
+
+
+async def test_client_that_stops_reading_is_dropped_and_its_room_lets_it_go() -> None:
+    settings = ServerSettings(db="memory://", limits=Limits(max_send_buffer_bytes=200_000))
+    async with serve(make_app(), settings) as server:
+        writer = await server.connect("writer")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill up quickly
+        sock.connect(("127.0.0.1", server.port))
+        stuck = await server.connect("stuck", options={"sock": sock, "max_queue": 1})
+        await writer.sync_until(lambda c: c.presence == {"writer", "stuck"})
+        # from now on, stuck reads nothing
+        for _ in range(500):
+            await writer.mutate("put", {"key": "big", "value": "x" * 100_000})
+            if writer.presence == {"writer"}:
+                break
+        assert writer.presence == {"writer"}
+        assert (await server.snapshot()).connected_clients == {"writer"}
+        # when it reads again, it finds the socket gone, and it can reconnect
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(stuck.ws.recv(), FRAME_TIMEOUT_S)
+        stuck = await server.reconnect(stuck)
+        assert stuck.data["big"] == "x" * 100_000

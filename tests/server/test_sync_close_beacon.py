@@ -194,6 +194,7 @@ async def test_beacon_while_connected_is_remembered_and_the_client_deleted_at_di
     watcher = await server.connect("watcher")
     client = await server.connect("c1")
     await client.mutate("put", {"key": "-/p/c1/x", "value": 1})
+    await watcher.sync_until(lambda c: "-/p/c1/x" in c.data)
     assert_text(await beacon(server, 1), 200, "Client is still connected")
     assert (await server.snapshot()).clients["c1"].last_mutation_id_at_close == 1
     await client.close()

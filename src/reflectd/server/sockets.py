@@ -2,7 +2,8 @@
 
 Rooms hand frames to ``send`` without waiting; a writer task per socket sends them in order.
 A socket whose queue grows past ``max_buffer_bytes`` (a client that stopped reading) is
-dropped, and the client reconnects when it can.
+dropped: what is queued and the send in progress are abandoned, and ``receive`` ends so that
+the room lets the client go. The client reconnects when it can.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import logging
 from collections import deque
 
+from starlette.types import Message
 from starlette.websockets import WebSocket
 
 from reflectd.errors import ProtocolError
@@ -33,6 +35,7 @@ class ClientSocket:
         self._queued_bytes = 0
         self._ready = asyncio.Event()
         self.closing = False
+        self._closed = asyncio.Event()  # set with ``closing``: wakes ``receive``
         self.writer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -50,8 +53,7 @@ class ClientSocket:
                 self.room_id,
                 self._max_buffer_bytes,
             )
-            self._queue.clear()
-            self.close()
+            self._drop()
             return
         self._queue.append(frame)
         self._ready.set()
@@ -66,8 +68,36 @@ class ClientSocket:
         """Close (without an error frame) once the frames queued so far are sent."""
         if not self.closing:
             self.closing = True
+            self._closed.set()
             self._queue.append(_CLOSE)
             self._ready.set()
+
+    def _drop(self) -> None:
+        """Give up on a client that stopped reading: a send to it may never return."""
+        self._queue.clear()
+        self._queued_bytes = 0
+        self.closing = True
+        self._closed.set()
+        if self.writer is not None:
+            self.writer.cancel()
+
+    async def receive(self) -> Message | None:
+        """The next message from the client; None once this socket is closing."""
+        if self.closing:
+            return None
+        receiving = asyncio.ensure_future(self.websocket.receive())
+        closed = asyncio.ensure_future(self._closed.wait())
+        await asyncio.wait((receiving, closed), return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        if not receiving.done():
+            receiving.cancel()
+            return None
+        return receiving.result()
+
+    async def closed(self) -> None:
+        """Wait until the writer has sent what it could (or was abandoned)."""
+        if self.writer is not None:
+            await asyncio.wait((self.writer,))
 
     async def _write_loop(self) -> None:
         try:
@@ -83,3 +113,4 @@ class ClientSocket:
                     await self.websocket.send_text(frame.decode())
         except Exception:  # the peer went away; the receive side notices and cleans up
             self.closing = True
+            self._closed.set()

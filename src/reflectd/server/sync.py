@@ -104,8 +104,7 @@ class SyncEndpoints:
         finally:
             self.sockets.discard(socket)
             socket.close()
-            if socket.writer is not None:
-                await socket.writer
+            await socket.closed()
 
     async def _open(self, socket: ClientSocket, version: int, protocol: str | None) -> RoomActor:
         """The gate (spec 1.3), then the room's connect (1.4). Returns the room's actor once
@@ -155,9 +154,9 @@ class SyncEndpoints:
         limit = self.settings.limits.max_message_bytes
         max_mutations = self.settings.limits.max_mutations_per_push
         while True:
-            message = await socket.websocket.receive()
-            if message["type"] == "websocket.disconnect" or socket.closing:
-                return  # closing after an error: what the client sent since is not processed
+            message = await socket.receive()
+            if message is None or message["type"] == "websocket.disconnect":
+                return  # closing (after an error, say): what the client sent since is ignored
             text = message.get("text")
             try:
                 if text is None:
