@@ -6,7 +6,12 @@ import asyncio
 
 import pytest
 
-from .harness import Client, Harness
+from reflectd import WriteTransaction
+from reflectd.engine.records import RoomRecord
+from reflectd.server.settings import ServerSettings
+
+from .conftest import make_app
+from .harness import Client, Harness, connect_params, serve, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -73,3 +78,76 @@ async def test_fifty_rooms_are_isolated(server: Harness) -> None:
         assert client.cookie == 2
         assert await server.values(room) == {"owner": i, f"only-{i}": True}
     await asyncio.gather(*(c.expect_silence() for c in clients))
+
+
+async def test_clients_connecting_at_once_to_a_new_room_all_connect(server: Harness) -> None:
+    clients = await asyncio.gather(*(server.connect(f"c{i}", room_id="new") for i in range(10)))
+    everyone = {f"c{i}" for i in range(10)}
+    for client in clients:
+        await client.sync_until(lambda c: c.presence == everyone)
+    assert await server.store.get_room("new") == RoomRecord(room_id="new")
+
+
+async def test_idle_room_is_unloaded_and_reloaded_from_storage() -> None:
+    settings = ServerSettings(db="memory://", room_idle_unload_ms=50)
+    async with serve(make_app(), settings) as server:
+        client = await server.connect()
+        await client.mutate("put", {"key": "a", "value": 1})
+        await client.close()
+        registry = server.server.registry
+        assert registry is not None
+        await wait_until(lambda: "r1" not in registry.actors)
+        client = await server.reconnect(client)
+        assert client.data == {"a": 1}
+        await client.mutate("put", {"key": "b", "value": 2})
+        assert await server.values() == {"a": 1, "b": 2}
+
+
+async def test_room_start_handler_runs_once_per_load_and_its_writes_reach_clients() -> None:
+    starts: list[str] = []
+
+    def start(tx: WriteTransaction, room_id: str) -> None:
+        starts.append(room_id)
+        tx.set("starts", len(starts))
+
+    settings = ServerSettings(db="memory://", room_idle_unload_ms=50)
+    async with serve(make_app(room_start_handler=start), settings) as server:
+        first = await server.connect("c1")
+        second = await server.connect("c2")
+        assert first.data == second.data == {"starts": 1}
+        await first.close()
+        await second.close()
+        registry = server.server.registry
+        assert registry is not None
+        await wait_until(lambda: "r1" not in registry.actors)
+        again = await server.reconnect(first)
+        assert again.data == {"starts": 2}
+        assert starts == ["r1", "r1"]
+
+
+async def test_connect_to_a_room_whose_start_handler_fails_is_closed_without_a_crash() -> None:
+    failing = False
+
+    def start(tx: WriteTransaction, room_id: str) -> None:
+        if failing:
+            raise RuntimeError("start failed")
+
+    settings = ServerSettings(db="memory://", room_idle_unload_ms=50)
+    async with serve(make_app(room_start_handler=start), settings) as server:
+        client = await server.connect()
+        await client.close()
+        registry = server.server.registry
+        assert registry is not None
+        await wait_until(lambda: "r1" not in registry.actors)
+        failing = True
+        refused = await server.open(connect_params(client_group_id="g-c1"))
+        await refused.expect_closed()
+        assert refused.frames == []
+        failing = False
+        await server.reconnect(client)
+
+
+async def test_deleted_room_is_refused_with_room_closed(server: Harness) -> None:
+    await server.connect(room_id="gone")
+    await server.store.set_room_status("gone", "deleted")
+    await server.refused(connect_params(room_id="gone", client_id="c2"), "RoomClosed", "gone")

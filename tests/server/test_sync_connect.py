@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +15,7 @@ from reflectd.engine.records import RoomRecord
 from reflectd.server.settings import ServerSettings
 
 from .conftest import make_app
-from .harness import Harness, connect_params, serve
+from .harness import Harness, connect_params, serve, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -208,6 +209,21 @@ async def test_auth_handler_that_times_out_gives_unauthorized(authed: Harness) -
     )
 
 
+async def test_sync_auth_handler_that_times_out_gives_unauthorized() -> None:
+    def slow_handler(token: str, room_id: str, env: Mapping[str, str]) -> Any:
+        time.sleep(0.3)
+        return {"userID": "u1"}
+
+    settings = ServerSettings(db="memory://", auth_timeout_ms=50)
+    async with serve(make_app(auth_handler=slow_handler), settings) as server:
+        await server.refused(
+            connect_params(),
+            "Unauthorized",
+            "authHandler rejected: Error: authHandler timed out",
+            protocol="t",
+        )
+
+
 async def test_auth_handler_refusal_creates_no_room(authed: Harness) -> None:
     await authed.refused(connect_params(), "Unauthorized", protocol="none")
     assert await authed.store.get_room("r1") is None
@@ -392,3 +408,26 @@ async def test_room_whose_start_handler_fails_on_auto_create_is_refused_and_not_
     async with serve(make_app(room_start_handler=start)) as server:
         await server.refused(connect_params(), "RoomClosed", "r1")
         assert await server.store.get_room("r1") is None
+
+
+async def test_client_gone_during_a_slow_auth_handler_leaves_no_connection_behind() -> None:
+    async def slow_handler(token: str, room_id: str, env: Mapping[str, str]) -> Any:
+        await asyncio.sleep(0.2)
+        return {"userID": "u1"}
+
+    async with serve(make_app(auth_handler=slow_handler)) as server:
+        watcher = await server.connect("watcher", protocol="t")
+        quitter = await server.open(connect_params(client_id="quitter"), protocol="t")
+        await quitter.close()
+
+        async def settled() -> bool:
+            snapshot = await server.snapshot()
+            return "quitter" in snapshot.clients and snapshot.connected_clients == {"watcher"}
+
+        await wait_until(settled)
+        registry = server.server.registry
+        assert registry is not None
+        assert set(registry.actors["r1"].room.connections) == {"watcher"}
+        version = (await server.snapshot()).version
+        await watcher.sync_until(lambda c: c.cookie == version)
+        assert watcher.presence == {"watcher"}

@@ -85,6 +85,9 @@ class SyncEndpoints:
             socket.send_error(e)
         except ReflectdError:
             socket.close()  # the room stopped meanwhile: the client reconnects at once
+        except Exception:  # e.g. the room-start handler raised: close, no details
+            logger.exception("connect to room %r failed", websocket.query_params.get("roomID"))
+            socket.close()
         else:
             logger.info(
                 "connection opened: room %s client %s user %s",
