@@ -119,6 +119,10 @@ async def test_metrics_report_with_a_valid_body_is_accepted(server: Harness) -> 
         '{"series": [{"metric": "m", "type": "histogram", "points": [[1, 2]]}]}',
         '{"series": [{"metric": "m", "points": [[1, [2]]], "extra": 1}]}',
         '{"series": [1]}',
+        '{"series": [{"metric": "m", "points": [[1, [2]]], "host": null}]}',
+        '{"series": [{"metric": "m", "points": [[1, [2]]], "tags": null}]}',
+        '{"series": [{"metric": "m", "points": [[1, [2]]], "type": null}]}',
+        '{"series": [{"metric": "m", "type": "count", "points": [[1, 2]], "host": null}]}',
     ],
 )
 async def test_metrics_report_with_an_invalid_body_gets_400_json(

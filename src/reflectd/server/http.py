@@ -7,6 +7,7 @@ import logging
 from typing import Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,20 +55,23 @@ async def canary_websocket(websocket: WebSocket) -> None:
         await websocket.close()
 
 
+# Optional fields may be absent but not null, as in the original's strict schemas.
+
+
 class _DistributionSeries(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     metric: str
     points: list[tuple[float, list[float]]]
-    host: str | None = None
-    tags: list[str] | None = None
-    type: Literal["distribution"] | None = None
+    host: str | UnsetType = UNSET
+    tags: list[str] | UnsetType = UNSET
+    type: Literal["distribution"] | UnsetType = UNSET
 
 
 class _CountSeries(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     metric: str
     type: Literal["count", "rate", "gauge"]
     points: list[tuple[float, float]]
-    host: str | None = None
-    tags: list[str] | None = None
+    host: str | UnsetType = UNSET
+    tags: list[str] | UnsetType = UNSET
 
 
 class _MetricsReport(msgspec.Struct, forbid_unknown_fields=True):
