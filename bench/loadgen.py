@@ -101,6 +101,20 @@ def rss_kib(pid: int, *, children: bool = True) -> int:
     return total
 
 
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """User + system CPU time of ``pid`` (and its descendants), in seconds."""
+    ticks = 0
+    for p in [pid, *(_descendants(pid) if children else [])]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _descendants(pid: int) -> list[int]:
     parents: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):

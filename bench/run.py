@@ -373,6 +373,8 @@ def run_one(
 ) -> dict[str, Any]:
     t0 = time.monotonic()
     load_before = _loadavg()
+    own_cpu0 = time.process_time()
+    server_cpu0 = loadgen.cpu_seconds(target.pid) if target.pid else None
     try:
         if workload in NODE_WORKLOADS:
             result = run_node(target, workload, sizes, timeout)
@@ -383,6 +385,11 @@ def run_one(
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     result["wallS"] = round(time.monotonic() - t0, 2)
     result["loadavg"] = {"before": load_before, "after": _loadavg()}
+    # who was busy: the server, and (protocol workloads) this process's load generator
+    if server_cpu0 is not None and target.pid:
+        result["serverCpuS"] = round(loadgen.cpu_seconds(target.pid) - server_cpu0, 2)
+    if workload in PROTO_WORKLOADS:
+        result["loadgenCpuS"] = round(time.process_time() - own_cpu0, 2)
     status = "ok" if result.get("ok") else f"FAILED: {result.get('error', '')[:300]}"
     log(f"  {workload:<12} {target.name:<9} {result['wallS']:7.1f} s  {status}")
     return result
@@ -597,6 +604,7 @@ def draw_chart(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     panels: list[tuple[str, str, Callable[[dict[str, Any]], list[float] | None]]] = [
         ("closed", "(a) round trip to server confirmation",
@@ -633,6 +641,9 @@ def draw_chart(
         ax.set_xlabel("ms")
         ax.set_ylabel("% of samples ≤ x")
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     for ax in list(axes.flat)[len(present) :]:
@@ -664,6 +675,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--side-by-side",
         action="store_true",
         help="start reflectd (bench/app.py) and the original (--reference-dir) and compare",
+    )
+    where.add_argument(
+        "--replot",
+        type=Path,
+        metavar="JSON",
+        help="print the table and draw the chart of an earlier results file (no runs)",
     )
     p.add_argument("--name", default="server", help="with --url: the name in the results")
     p.add_argument(
@@ -762,6 +779,8 @@ def managed_targets(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.replot:
+        return replot(args)
     sizes = parse_sizes(args)
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in workloads if w not in ALL_WORKLOADS]
@@ -842,6 +861,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failed:
         log(f"{len(failed)} run(s) failed; see 'error' in {out}")
     return 1 if failed else 0
+
+
+def replot(args: argparse.Namespace) -> int:
+    doc = json.loads(args.replot.read_text())
+    names = doc["config"]["targets"]
+    rows = summarize_runs(doc["runs"], names)
+    print_table(rows, check_goals(rows) if "reflectd" in names else [], names, plain=args.plain)
+    if not args.no_chart:
+        log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+        draw_chart(doc["runs"], names, args.chart or args.replot.with_suffix(".png"), log)
+    return 0
 
 
 def _node_version() -> str | None:
