@@ -131,14 +131,15 @@ def faults() -> Faults:
     return Faults()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(
+    params=[pytest.param(b, marks=pytest.mark.postgres) if b == "postgres" else b for b in BACKENDS]
+)
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, faults: Faults
 ) -> AsyncIterator[AnyStore]:
     """An open store of each backend, its fault hook being the ``faults`` fixture."""
     backend: str = request.param
     if backend == "postgres":
-        request.applymarker(pytest.mark.postgres)
         await require_postgres()
     schema = new_schema()
     store = make_store(backend, tmp_path / "reflectd.db", faults, schema=schema)
