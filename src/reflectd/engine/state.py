@@ -40,7 +40,9 @@ class RoomState:
         self._writes.deleted_clients[client_id] = record.user_id
 
     def put_entries(self, entries: dict[str, Entry]) -> None:
-        self.entries.update(entries)
+        # key by key: SortedDict.update re-sorts every key when the update is not tiny
+        for key, entry in entries.items():
+            self.entries[key] = entry
         self._writes.entries.update(entries)
 
     def take_writes(self) -> RoomWrites:

@@ -1,6 +1,6 @@
 """A client's WebSocket, with its own send queue so that a slow reader never blocks a room.
 
-Rooms hand frames to ``send`` without waiting; a writer task per socket sends them in order.
+Rooms hand frames to ``send`` without waiting; a writer task sends them in order.
 A socket whose queue grows past ``max_buffer_bytes`` (a client that stopped reading) is
 dropped: what is queued and the send in progress are abandoned, and ``receive`` ends so that
 the room lets the client go. The client reconnects when it can.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from typing import Any
 
 from starlette.types import Message
 from starlette.websockets import WebSocket
@@ -33,13 +34,12 @@ class ClientSocket:
         self._max_buffer_bytes = max_buffer_bytes
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
-        self._ready = asyncio.Event()
         self.closing = False
-        self._closed = asyncio.Event()  # set with ``closing``: wakes ``receive``
+        self._dropped = False
+        #: sends what is queued, then ends; started again by the next ``send`` (an idle
+        #: socket holds no task of its own)
         self.writer: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self.writer = asyncio.create_task(self._write_loop())
+        self._receiver: asyncio.Task[Any] | None = None
 
     def send(self, frame: bytes) -> None:
         """Queue ``frame`` (UTF-8 JSON) to go out as a text frame."""
@@ -56,7 +56,7 @@ class ClientSocket:
             self._drop()
             return
         self._queue.append(frame)
-        self._ready.set()
+        self._wake_writer()
 
     def send_error(self, error: ProtocolError) -> None:
         """Send the error frame; close afterwards unless the error keeps the socket open."""
@@ -68,31 +68,38 @@ class ClientSocket:
         """Close (without an error frame) once the frames queued so far are sent."""
         if not self.closing:
             self.closing = True
-            self._closed.set()
             self._queue.append(_CLOSE)
-            self._ready.set()
+            self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self._write_loop())
 
     def _drop(self) -> None:
         """Give up on a client that stopped reading: a send to it may never return."""
         self._queue.clear()
         self._queued_bytes = 0
         self.closing = True
-        self._closed.set()
+        self._dropped = True
         if self.writer is not None:
             self.writer.cancel()
+        if self._receiver is not None:
+            self._receiver.cancel()
 
     async def receive(self) -> Message | None:
         """The next message from the client; None once this socket is closing."""
         if self.closing:
             return None
-        receiving = asyncio.ensure_future(self.websocket.receive())
-        closed = asyncio.ensure_future(self._closed.wait())
-        await asyncio.wait((receiving, closed), return_when=asyncio.FIRST_COMPLETED)
-        closed.cancel()
-        if not receiving.done():
-            receiving.cancel()
-            return None
-        return receiving.result()
+        task = self._receiver = asyncio.current_task()
+        try:
+            return await self.websocket.receive()
+        except asyncio.CancelledError:
+            # cancelled by ``_drop`` (and by nothing else): end the receive loop
+            if self._dropped and task is not None and task.uncancel() == 0:
+                return None
+            raise
+        finally:
+            self._receiver = None
 
     async def closed(self) -> None:
         """Wait until the writer has sent what it could (or was abandoned)."""
@@ -101,16 +108,12 @@ class ClientSocket:
 
     async def _write_loop(self) -> None:
         try:
-            while True:
-                await self._ready.wait()
-                self._ready.clear()
-                while self._queue:
-                    frame = self._queue.popleft()
-                    if frame is _CLOSE:
-                        await self.websocket.close()
-                        return
-                    self._queued_bytes -= len(frame)
-                    await self.websocket.send_text(frame.decode())
+            while self._queue:
+                frame = self._queue.popleft()
+                if frame is _CLOSE:
+                    await self.websocket.close()
+                    return
+                self._queued_bytes -= len(frame)
+                await self.websocket.send_text(frame.decode())
         except Exception:  # the peer went away; the receive side notices and cleans up
             self.closing = True
-            self._closed.set()

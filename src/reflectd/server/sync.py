@@ -76,7 +76,6 @@ class SyncEndpoints:
             connection_id=next(self._connection_ids),
             max_buffer_bytes=self.settings.limits.max_send_buffer_bytes,
         )
-        socket.start()
         self.sockets.add(socket)
         try:
             actor = await self._open(socket, int(version.group(1)), protocol)
