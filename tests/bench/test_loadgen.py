@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from bench.run import Target
-
 from bench import loadgen
+from bench.run import Target
 
 
 def test_rooms_counts_every_confirmation(reflectd: Target) -> None:
