@@ -48,6 +48,11 @@ class App:
 
     Mutators and room handlers are plain (synchronous) functions; they run inside the room's
     turn and must not block. ``auth_handler`` may be synchronous or a coroutine function.
+
+    ``smooth_playback`` (default True, as the original server): pokes of mutations carry the
+    mutation's time, and clients play other clients' changes back through a small buffer
+    (50 ms at first) for smooth motion. False sends them without it: lower latency, changes
+    applied on the next animation frame as they arrive.
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class App:
         on_client_disconnect: ClientHandler | None = None,
         on_client_delete: ClientHandler | None = None,
         env: Mapping[str, str] | None = None,
+        smooth_playback: bool = True,
     ) -> None:
         for name, mutator in mutators.items():
             _check_sync(f"mutator {name!r}", mutator)
@@ -74,6 +80,7 @@ class App:
         self.room_start_handler = room_start_handler
         self.on_client_disconnect = on_client_disconnect
         self.on_client_delete = on_client_delete
+        self.smooth_playback = smooth_playback
         self.env: Mapping[str, str] = (
             env_from_environ() if env is None else MappingProxyType(dict(env))
         )
@@ -85,6 +92,7 @@ class App:
             on_client_disconnect=self.on_client_disconnect,
             on_client_delete=self.on_client_delete,
             env=self.env,
+            smooth_playback=self.smooth_playback,
         )
 
 

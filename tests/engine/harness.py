@@ -487,6 +487,7 @@ class RoomDriver:
     on_client_disconnect: ClientHandler | None = None
     on_client_delete: ClientHandler | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    smooth_playback: bool = True
     settings: EngineSettings = field(default_factory=EngineSettings)
     snapshot: RoomSnapshot = field(default_factory=RoomSnapshot)
     room_id: str = "r1"
@@ -515,6 +516,7 @@ class RoomDriver:
             on_client_disconnect=self.on_client_disconnect,
             on_client_delete=self.on_client_delete,
             env=self.env,
+            smooth_playback=self.smooth_playback,
         )
         return Room(
             self.room_id, _copy_snapshot(self.durable), handlers=handlers, settings=self.settings

@@ -290,3 +290,16 @@ def test_queued_mutation_beyond_the_next_id_of_a_re_created_client_is_skipped() 
     assert driver.live_data() == {"a": 1}, "ghost's 2 is not its next id any more"
     assert driver.room.state.clients["ghost"].last_mutation_id == 0
     assert driver.room.queue == []
+
+
+def test_without_smooth_playback_mutation_pokes_carry_no_timestamp() -> None:
+    driver = RoomDriver(smooth_playback=False)
+    driver.connect("c1")
+    driver.connect("other", group="g2")
+    driver.turn()
+
+    driver.push("c1", set_key(1, "x", 1))
+    frames = driver.turn()
+
+    assert frames.pokes("c1") == [poke(0, 1, lmids={"c1": 1}, patch=[put("x", 1)])]
+    assert frames.pokes("other") == [poke(0, 1, patch=[put("x", 1)])]

@@ -22,6 +22,8 @@ class RoomHandlers:
     on_client_delete: ClientHandler | None = None
     #: the app's variables, exposed to mutators and handlers as ``tx.env``
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: whether mutation pokes carry their playback ``timestamp`` (see ``App``)
+    smooth_playback: bool = True
 
 
 @dataclass(frozen=True, slots=True)

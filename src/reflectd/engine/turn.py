@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 
 import msgspec
-from msgspec import UNSET, Raw
+from msgspec import UNSET, Raw, UnsetType
 
 from reflectd.engine.pending import PendingMutation, Timestamps
 from reflectd.engine.records import ClientRecord, Entry
@@ -170,7 +170,9 @@ class _Turn:
             _replace(record, last_mutation_id=m.id, last_mutation_id_version=version),
         )
         patch = encode_patch(written)
-        timestamp = m.timestamps.normalized_ms if m.timestamps is not None else UNSET
+        timestamp: int | UnsetType = UNSET
+        if m.timestamps is not None and self.room.handlers.smooth_playback:
+            timestamp = m.timestamps.normalized_ms
         own = Poke(
             base_cookie=self.version,
             cookie=version,
