@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -43,7 +44,8 @@ DbOpt = Annotated[
     str,
     typer.Option(
         envvar="REFLECTD_DB",
-        help="Storage: a SQLite file path, sqlite:///path, or memory:// (nothing kept).",
+        help="Storage: a SQLite file path, sqlite:///path, memory:// (nothing kept), or "
+        "postgresql://user@host/db (several nodes may share it).",
     ),
 ]
 LogLevelOpt = Annotated[
@@ -90,7 +92,33 @@ StaticOpt = Annotated[
         file_okay=False,
     ),
 ]
-_limits, _engine = Limits(), EngineSettings()
+AdvertiseOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="REFLECTD_ADVERTISE_URL",
+        help="With PostgreSQL: where the other nodes reach this one, to proxy a room's "
+        "sockets to its owner [default: http://HOST:PORT].",
+        show_default=False,
+    ),
+]
+NodeIdOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="REFLECTD_NODE_ID",
+        help="With PostgreSQL: this node's name in room leases [default: random].",
+        show_default=False,
+    ),
+]
+LeaseOpt = Annotated[
+    int,
+    typer.Option(
+        envvar="REFLECTD_LEASE_MS",
+        help="With PostgreSQL: how long a node's lease on a room lasts unless renewed (ms); "
+        "another node takes a dead node's rooms after it.",
+        min=100,
+    ),
+]
+_limits, _engine, _server = Limits(), EngineSettings(), ServerSettings()
 
 
 @cli.command()
@@ -107,13 +135,23 @@ def serve(
     max_value_bytes: MaxValueOpt = _engine.max_value_bytes,
     static_dir: StaticOpt = None,
     app_id: AppIdOpt = "default",
+    advertise_url: AdvertiseOpt = None,
+    node_id: NodeIdOpt = None,
+    lease_ms: LeaseOpt = _server.lease_ms,
 ) -> None:
     """Serve APP: the sync endpoint for @rocicorp/reflect clients, with durable storage.
 
-    SIGTERM (or Ctrl-C) drains: running turns finish, sockets close in batches, then exit.
+    With --db postgresql://..., several nodes may serve the same app: each room is owned by
+    one node at a time (by lease), and a socket that reaches another node is proxied to it.
+
+    SIGTERM (or Ctrl-C) drains: running turns finish, leases are released, sockets close in
+    batches, then exit.
     """
     settings = ServerSettings(
         db=db,
+        node_id=node_id or "",
+        advertise_url=advertise_url or default_advertise_url(host, port),
+        lease_ms=lease_ms,
         app_id=app_id,
         api_key=os.environ.get(ENV_KEY_NAME) or None,
         static_dir=str(static_dir) if static_dir is not None else None,
@@ -169,6 +207,15 @@ def dev(
         log_config=None,
         ws_per_message_deflate=False,
     )
+
+
+def default_advertise_url(host: str, port: int) -> str:
+    """``http://host:port``; for a wildcard address, this machine's host name instead."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def dev_asgi_factory() -> object:

@@ -9,6 +9,10 @@ All work of a room is serialised here. Each round of the loop:
 
 If a commit fails, nothing of the round is sent: the actor closes every socket of the room
 and is dropped; the clients reconnect at once and the room is reloaded from storage.
+
+With a lease (several nodes share the storage) every commit is fenced by it: ``LeaseLost``
+means another node took the room, and the actor is dropped the same way (its clients
+reconnect and reach the new owner).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from reflectd.engine.turn import has_work, run_turn
 from reflectd.errors import ProtocolError, ReflectdError
 from reflectd.server.sockets import ClientSocket
 from reflectd.storage.base import Backend
+from reflectd.storage.leases import Lease, LeaseLost, LeaseStore
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,8 @@ class RoomActor:
         *,
         idle_unload_ms: int,
         on_stop: Callable[[RoomActor], None],
+        lease: Lease | None = None,
+        leases: LeaseStore | None = None,
     ) -> None:
         self.room = room
         self.room_id = room.room_id
@@ -73,6 +80,13 @@ class RoomActor:
         self.stopped = False
         self._stopping = False
         self._in_flight: list[_Call] = []
+        #: this node's lease on the room (None without leases); renewed by the registry
+        self.lease = lease
+        self._leases = leases
+        #: the lease was lost: do not release it, it is not ours any more
+        self.lease_lost = False
+        #: (monotonic seconds) until when the lease is surely still ours
+        self.lease_valid_until = time.monotonic()
         self._task = asyncio.create_task(self._run(), name=f"room {room.room_id}")
 
     # ----------------------------------------------------------------------- submitting
@@ -111,6 +125,9 @@ class RoomActor:
         try:
             while await self._wait_for_work():
                 await self._round()
+        except LeaseLost as e:
+            failed = self.lease_lost = True
+            logger.warning("room %s dropped, another node took it: %s", self.room_id, e)
         except Exception:
             failed = True
             logger.exception(
@@ -143,7 +160,10 @@ class RoomActor:
         writes = self.room.take_writes()
         effects = self.room.take_effects()
         if not writes.is_empty():
-            await self.store.commit(self.room_id, writes)
+            if self.lease is not None and self._leases is not None:
+                await self._leases.commit(self.room_id, writes, lease=self.lease)
+            else:
+                await self.store.commit(self.room_id, writes)
         self._deliver(effects)
         self._in_flight = []
         for call in calls:
@@ -188,6 +208,15 @@ class RoomActor:
             for socket in list(self.sockets.values()):
                 socket.close()
         self._on_stop(self)
+
+    def drop(self, *, lease_lost: bool) -> None:
+        """Give the room up at once (its lease is gone): close its sockets so that the
+        clients reconnect, and stop after the round in progress (whose commit is fenced)."""
+        self.lease_lost = self.lease_lost or lease_lost
+        for socket in list(self.sockets.values()):
+            socket.close()
+        self._stopping = True
+        self._wake.set()
 
     async def stop(self) -> None:
         """Finish the round in progress (its commit and pokes), then stop."""

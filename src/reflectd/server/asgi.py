@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -17,6 +18,7 @@ from starlette.websockets import WebSocket
 
 from reflectd.app import App
 from reflectd.server import http
+from reflectd.server.cluster import ClusterCommands, ControlBus
 from reflectd.server.errors import api_error
 from reflectd.server.rest.commands import RoomCommands
 from reflectd.server.rest.keys import KeyRing
@@ -25,7 +27,7 @@ from reflectd.server.rest.routes import RestApi
 from reflectd.server.rooms import RoomRegistry
 from reflectd.server.settings import ServerSettings
 from reflectd.server.sync import SyncEndpoints, bad_version, is_version_segment
-from reflectd.storage import Backend, open_store
+from reflectd.storage import Backend, PostgresStore, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,9 @@ class ReflectServer:
         self.registry: RoomRegistry | None = None
         self.sync: SyncEndpoints | None = None
         self.rest: RestApi | None = None
+        self.bus: ControlBus | None = None
+        #: this node's name in room leases
+        self.node_id = settings.node_id or os.urandom(6).hex()
         self._shutdown_started = False
         self.asgi = Starlette(
             routes=self._routes(),
@@ -91,17 +96,29 @@ class ReflectServer:
         else:
             store = self._given_store
             await store.open()
-        self.registry = RoomRegistry(store, self.app, self.settings)
+        self.registry = RoomRegistry(store, self.app, self.settings, node_id=self.node_id)
         self.sync = SyncEndpoints(self.app, self.registry, self.settings)
+        commands = RoomCommands(self.registry)
+        if self.registry.leases is not None and isinstance(store, PostgresStore):
+            self.bus = ControlBus(store, self.registry)
+            await self.bus.start()
+            commands = ClusterCommands(self.registry, self.bus)
+            logger.info(
+                "node %s: rooms by lease (%d ms), reached at %s",
+                self.node_id,
+                self.settings.lease_ms,
+                self.settings.advertise_url or "(no --advertise-url)",
+            )
         self.rest = RestApi(
-            RoomCommands(self.registry),
+            commands,
             KeyRing(store, self.settings.api_key),
             app_id=self.settings.app_id,
         )
         logger.info("reflectd ready (storage: %s)", self.settings.db)
 
     async def shutdown(self) -> None:
-        """Finish every running turn, close sockets in batches, close storage."""
+        """Finish every running turn, release the rooms' leases, close sockets in batches,
+        close storage."""
         if self._shutdown_started or self.registry is None or self.sync is None:
             return
         self._shutdown_started = True
@@ -117,6 +134,8 @@ class ReflectServer:
         writers = [s.writer for s in sockets if s.writer is not None]
         if writers:
             await asyncio.wait(writers, timeout=5)
+        if self.bus is not None:
+            await self.bus.close()
         await self.registry.store.close()
         logger.info("reflectd stopped")
 

@@ -1,38 +1,74 @@
-"""The live rooms of this process: loading, auto-creating, unloading and draining them."""
+"""The live rooms of this process: loading, auto-creating, unloading and draining them.
+
+With a backend that implements ``LeaseStore`` (PostgreSQL: several nodes share it) a room is
+loaded only once this node holds its lease: ``actor`` raises ``NotOwner`` (naming the owner)
+when another node holds it. A background task renews the leases held; a lost lease (or a
+renewal that fails past the lease's end) drops the room: its sockets are closed, its clients
+reconnect and reach the new owner. Every commit of a room carries its lease, so an ex-owner
+can never write. Idle unload and shutdown release the lease.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable
+from typing import cast
 
 from reflectd.app import App
 from reflectd.engine.records import RoomRecord
 from reflectd.engine.room import Room
-from reflectd.errors import RoomClosed, RoomNotFound
+from reflectd.errors import ReflectdError, RoomClosed, RoomNotFound
 from reflectd.server.actor import RoomActor, RoomUnavailable
 from reflectd.server.settings import ServerSettings
 from reflectd.server.sockets import ClientSocket
 from reflectd.storage.base import Backend
+from reflectd.storage.leases import Lease, LeaseLost, LeaseStore
 
 logger = logging.getLogger(__name__)
+
+_LEASE_METHODS = ("acquire_lease", "renew_lease", "release_lease", "current_lease")
+
+
+def lease_store(store: Backend) -> LeaseStore | None:
+    """``store`` as a ``LeaseStore`` if it implements one (several nodes may share it)."""
+    if all(callable(getattr(store, name, None)) for name in _LEASE_METHODS):
+        return cast(LeaseStore, store)
+    return None
+
+
+class NotOwner(ReflectdError):
+    """Another node holds the room's lease: sockets go to ``owner.address``."""
+
+    def __init__(self, owner: Lease) -> None:
+        super().__init__(f"room {owner.room_id} is owned by node {owner.node_id}")
+        self.owner = owner
 
 
 class RoomRegistry:
     """Finds or loads the actor of a room; one actor per live room in this process."""
 
-    def __init__(self, store: Backend, app: App, settings: ServerSettings) -> None:
+    def __init__(
+        self, store: Backend, app: App, settings: ServerSettings, *, node_id: str = ""
+    ) -> None:
         self.store = store
         self.app = app
         self.settings = settings
+        self.node_id = node_id or settings.node_id
+        self.leases = lease_store(store) if self.node_id else None
         self.actors: dict[str, RoomActor] = {}
         self._loading: dict[str, asyncio.Task[RoomActor]] = {}
+        self._releasing: dict[str, asyncio.Task[None]] = {}
         self._create_lock = asyncio.Lock()
         self._handlers = app.room_handlers()
+        self._renewer: asyncio.Task[None] | None = None
         self.closing = False
 
     async def actor(self, room_id: str) -> RoomActor:
-        """The room's actor, loading the room (and running its start handler) if needed."""
+        """The room's actor, loading the room (and running its start handler) if needed;
+        ``NotOwner`` if another node owns the room."""
         if self.closing:
             raise RoomUnavailable("the server is shutting down")
         actor = self.actors.get(room_id)
@@ -46,28 +82,125 @@ class RoomRegistry:
         return await asyncio.shield(task)
 
     async def _load(self, room_id: str) -> RoomActor:
-        snapshot = await self.store.load_room(room_id)
-        room = Room(room_id, snapshot, handlers=self._handlers, settings=self.settings.engine)
-        room.start()
-        writes = room.take_writes()
-        if not writes.is_empty():
-            await self.store.commit(room_id, writes)
+        releasing = self._releasing.get(room_id)
+        if releasing is not None:
+            await asyncio.shield(releasing)
+        acquired_at = time.monotonic()
+        lease = await self._acquire(room_id)
+        try:
+            snapshot = await self.store.load_room(room_id)
+            room = Room(room_id, snapshot, handlers=self._handlers, settings=self.settings.engine)
+            room.start()
+            writes = room.take_writes()
+            if not writes.is_empty():
+                if lease is not None and self.leases is not None:
+                    await self.leases.commit(room_id, writes, lease=lease)
+                else:
+                    await self.store.commit(room_id, writes)
+        except BaseException:
+            if lease is not None and self.leases is not None:
+                with contextlib.suppress(Exception):
+                    await self.leases.release_lease(lease)
+            raise
         actor = RoomActor(
             room,
             self.store,
             idle_unload_ms=self.settings.room_idle_unload_ms,
             on_stop=self._forget,
+            lease=lease,
+            leases=self.leases,
         )
+        actor.lease_valid_until = acquired_at + self.settings.lease_ms / 1000
         self.actors[room_id] = actor
+        if lease is not None:
+            logger.info("room %s loaded (lease epoch %d)", room_id, lease.epoch)
+            self._start_renewer()
         return actor
+
+    async def _acquire(self, room_id: str) -> Lease | None:
+        """This node's lease on the room (None without leases); ``NotOwner`` if another node
+        holds it."""
+        if self.leases is None:
+            return None
+        ttl = self.settings.lease_ms
+        for _ in range(3):
+            lease = await self.leases.acquire_lease(
+                room_id, self.node_id, self.settings.advertise_url, ttl
+            )
+            if lease is not None:
+                return lease
+            owner = await self.leases.current_lease(room_id)
+            if owner is not None:
+                raise NotOwner(owner)
+            # expired or released between the two calls: try again
+        raise RoomUnavailable(f"room {room_id}: could not acquire its lease")
 
     def _forget(self, actor: RoomActor) -> None:
         if self.actors.get(actor.room_id) is actor:
             del self.actors[actor.room_id]
+        if actor.lease is not None and self.leases is not None and not actor.lease_lost:
+            room_id = actor.room_id
+            task = asyncio.create_task(self._release(actor.lease))
+            self._releasing[room_id] = task
+            task.add_done_callback(
+                lambda t: (
+                    self._releasing.pop(room_id, None)
+                    if self._releasing.get(room_id) is t
+                    else None
+                )
+            )
+
+    async def _release(self, lease: Lease) -> None:
+        assert self.leases is not None
+        try:
+            await self.leases.release_lease(lease)
+        except Exception as exc:  # it expires on its own
+            logger.warning("releasing the lease of room %s failed: %s", lease.room_id, exc)
+
+    # ----------------------------------------------------------------------- lease renewal
+
+    def _start_renewer(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_loop(), name="lease renewal")
+
+    async def _renew_loop(self) -> None:
+        interval_s = self.settings.lease_ms / 3000
+        while not self.closing:
+            await asyncio.sleep(interval_s)
+            held = [a for a in self.actors.values() if a.lease is not None and not a.stopped]
+            if not held and not self._loading:
+                return  # started again by the next load
+            await asyncio.gather(*(self._renew(actor) for actor in held))
+
+    async def _renew(self, actor: RoomActor) -> None:
+        assert self.leases is not None and actor.lease is not None
+        started = time.monotonic()
+        try:
+            renewed = await self.leases.renew_lease(actor.lease, self.settings.lease_ms)
+        except LeaseLost:
+            logger.warning("room %s: lease lost to another node; dropping it", actor.room_id)
+            actor.drop(lease_lost=True)
+        except Exception as exc:
+            if time.monotonic() >= actor.lease_valid_until:
+                logger.warning(
+                    "room %s: lease not renewed before its end (%s); dropping it",
+                    actor.room_id,
+                    exc,
+                )
+                actor.drop(lease_lost=True)
+            else:
+                logger.warning("room %s: lease renewal failed: %s", actor.room_id, exc)
+        else:
+            if not actor.stopped and actor.lease.epoch == renewed.epoch:
+                actor.lease = renewed
+                actor.lease_valid_until = started + self.settings.lease_ms / 1000
+
+    # ----------------------------------------------------------------------- rooms
 
     async def open_room(self, room_id: str, jurisdiction: str) -> RoomActor:
         """The actor of an open room, auto-creating the room on first connect (spec 1.3
-        step 10); ``RoomClosed`` for a closed or deleted room."""
+        step 10); ``RoomClosed`` for a closed or deleted room, ``NotOwner`` if the room lives
+        on another node."""
         record = await self.store.get_room(room_id)
         if record is None:
             record = await self._auto_create(room_id, jurisdiction)
@@ -88,11 +221,14 @@ class RoomRegistry:
 
     async def create_room(self, room_id: str, jurisdiction: str) -> bool:
         """Create the room (its start handler runs first); False if the roomID exists in any
-        status. If the start handler raises, no record is written and the error propagates."""
+        status. If the start handler raises, no record is written and the error propagates.
+        When another node owns the room (creating it at the same time), its load ran the
+        start handler."""
         async with self._create_lock:
             if await self.store.get_room(room_id) is not None:
                 return False
-            await self.actor(room_id)
+            with contextlib.suppress(NotOwner):
+                await self.actor(room_id)
             record = RoomRecord(room_id=room_id, jurisdiction="eu" if jurisdiction else "")
             return await self.store.create_room(record)
 
@@ -100,12 +236,38 @@ class RoomRegistry:
         """Mark the room deleted (no new connects), close its sockets, drop it from memory and
         delete its data; the record stays, so the roomID is never reused."""
         await self.store.set_room_status(room_id, "deleted")
+        await self.drop_room(room_id)
+        lease = await self._take_for_delete(room_id)
+        try:
+            await self.store.delete_room_data(room_id)
+        finally:
+            if lease is not None:
+                await self._release(lease)
+
+    async def drop_room(self, room_id: str) -> None:
+        """Close the room's sockets and stop its actor (the round in progress finishes)."""
         actor = self.actors.get(room_id)
         if actor is not None:
             for socket in list(actor.sockets.values()):
                 socket.close()
             await actor.stop()
-        await self.store.delete_room_data(room_id)
+        releasing = self._releasing.get(room_id)
+        if releasing is not None:
+            await asyncio.shield(releasing)
+
+    async def _take_for_delete(self, room_id: str) -> Lease | None:
+        """With leases: hold the room's lease (waiting for its owner to let it go, at most
+        about two lease periods) so that no node commits to the room while its data goes."""
+        if self.leases is None:
+            return None
+        deadline = time.monotonic() + 2 * self.settings.lease_ms / 1000
+        while True:
+            lease = await self.leases.acquire_lease(
+                room_id, self.node_id, self.settings.advertise_url, self.settings.lease_ms
+            )
+            if lease is not None or time.monotonic() >= deadline:
+                return lease
+            await asyncio.sleep(0.05)
 
     def close_connections(self, matches: Callable[[ClientSocket], bool]) -> int:
         """Close (without an error frame) every socket that ``matches``; the clients reconnect
@@ -119,6 +281,13 @@ class RoomRegistry:
         return closed
 
     async def drain(self) -> None:
-        """Finish every room's round in progress and stop the actors; sockets stay open."""
+        """Finish every room's round in progress, stop the actors and release their leases;
+        sockets stay open."""
         self.closing = True
         await asyncio.gather(*(actor.stop() for actor in list(self.actors.values())))
+        if self._releasing:
+            await asyncio.gather(*self._releasing.values(), return_exceptions=True)
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer

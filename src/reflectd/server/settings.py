@@ -43,3 +43,9 @@ class ServerSettings:
     shutdown_close_batch: int = 500
     #: ... with this pause between batches (ms), so reconnecting clients spread out
     shutdown_batch_pause_ms: int = 50
+    #: this node's name in room leases (PostgreSQL only); empty: a random one at start
+    node_id: str = ""
+    #: where the other nodes reach this one (``http://host:port``), for proxied sockets
+    advertise_url: str = ""
+    #: how long a node's lease on a room lasts unless renewed (ms; renewed at a third of it)
+    lease_ms: int = 5000

@@ -7,9 +7,11 @@ module is the one place where a ``ProtocolError`` becomes wire output.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
+import time
 from functools import partial
 
 import msgspec
@@ -35,13 +37,16 @@ from reflectd.protocol.messages import PingBody, PullBody, PushBody
 from reflectd.server.actor import RoomActor, RoomUnavailable, now_ms
 from reflectd.server.auth import authenticate
 from reflectd.server.errors import api_error
-from reflectd.server.rooms import RoomRegistry
+from reflectd.server.proxy import PROXIED_HEADER, forward_request, proxy_socket
+from reflectd.server.rooms import NotOwner, RoomRegistry
 from reflectd.server.settings import ServerSettings
 from reflectd.server.sockets import ClientSocket
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_VERSION = 1
+#: how often a socket whose room's owner is unreachable tries again to reach or take it (s)
+_OWNER_RETRY_S = 0.25
 _VERSION = re.compile(r"v(\d+)")
 
 
@@ -78,7 +83,7 @@ class SyncEndpoints:
         )
         self.sockets.add(socket)
         try:
-            actor = await self._open(socket, int(version.group(1)), protocol)
+            actor = await self._open_or_proxy(socket, int(version.group(1)), protocol)
         except ProtocolError as e:
             logger.info("connect refused: %s: %s", e.kind, e.message)
             socket.send_error(e)
@@ -88,6 +93,8 @@ class SyncEndpoints:
             logger.exception("connect to room %r failed", websocket.query_params.get("roomID"))
             socket.close()
         else:
+            if actor is None:
+                return  # proxied to the room's owner, now closed
             logger.info(
                 "connection opened: room %s client %s user %s",
                 socket.room_id,
@@ -107,6 +114,32 @@ class SyncEndpoints:
             self.sockets.discard(socket)
             socket.close()
             await socket.closed()
+
+    async def _open_or_proxy(
+        self, socket: ClientSocket, version: int, protocol: str | None
+    ) -> RoomActor | None:
+        """``_open``; when another node owns the room, carry the socket to it and return None
+        once that ends. A socket proxied here already is closed rather than proxied again
+        (the client reconnects). While the owner cannot be reached (it died: its lease ends
+        within ``lease_ms``), try again, so that this node takes the room when it can."""
+        deadline = time.monotonic() + self.settings.lease_ms / 1000 + 1
+        while True:
+            try:
+                return await self._open(socket, version, protocol)
+            except NotOwner as e:
+                if socket.websocket.headers.get(PROXIED_HEADER) is not None:
+                    logger.info("proxied socket of room %s refused: %s", socket.room_id, e)
+                    return None
+                reached = await proxy_socket(
+                    socket,
+                    e.owner.address,
+                    protocol=protocol,
+                    node_id=self.registry.node_id,
+                    max_message_bytes=self.settings.limits.max_message_bytes,
+                )
+                if reached or socket.closing or time.monotonic() >= deadline:
+                    return None
+                await asyncio.sleep(_OWNER_RETRY_S)
 
     async def _open(self, socket: ClientSocket, version: int, protocol: str | None) -> RoomActor:
         """The gate (spec 1.3), then the room's connect (1.4). Returns the room's actor once
@@ -131,6 +164,7 @@ class SyncEndpoints:
             user_id=user_id,
             timeout_ms=self.settings.auth_timeout_ms,
         )
+        socket.user_id, socket.room_id = user_id, room_id
         actor = await self.registry.open_room(room_id, jurisdiction)
         parsed = parse_connect_query(query, str(websocket.url))
         socket.client_id, socket.user_id, socket.room_id = parsed.client_id, user_id, room_id
@@ -223,7 +257,12 @@ class SyncEndpoints:
             body = msgspec.json.decode(await request.body(), type=_BeaconBody)
         except msgspec.DecodeError as e:
             return api_error(400, f"Body schema error. {e}")
-        actor = await self.registry.actor(query["roomID"])
+        try:
+            actor = await self.registry.actor(query["roomID"])
+        except NotOwner as e:
+            if request.headers.get(PROXIED_HEADER) is not None:
+                return PlainTextResponse("Room moved, try again", 503)
+            return await forward_request(request, e.owner.address, node_id=self.registry.node_id)
         outcome = await actor.call(
             partial(_close_beacon, query["clientID"], query["userID"], body.last_mutation_id)
         )
