@@ -22,6 +22,7 @@ from reflectd.logs import LOG_LEVELS, LogFormat, configure_logging
 from reflectd.server.asgi import ReflectServer
 from reflectd.server.rest.keys import ENV_KEY_NAME
 from reflectd.server.settings import Limits, ServerSettings
+from reflectd.server.uvicorn_ws import WebSocketProtocol
 
 cli = typer.Typer(
     help="reflectd: a self-hostable Reflect sync server, with the app's mutators in Python.",
@@ -172,6 +173,7 @@ def serve(
         lifespan="on",
         ws_max_size=4 * max_message_bytes,
         ws_per_message_deflate=False,
+        ws=WebSocketProtocol,
         server_header=False,
     )
     _DrainingServer(config, server).run()
@@ -206,6 +208,7 @@ def dev(
         reload_dirs=[str(watched)],
         log_config=None,
         ws_per_message_deflate=False,
+        ws=WebSocketProtocol,
     )
 
 
