@@ -17,7 +17,7 @@ import logging
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
 from websockets.typing import Subprotocol
@@ -117,14 +117,18 @@ async def forward_request(request: Request, owner_url: str, *, node_id: str) -> 
         if name.lower() in ("authorization", "content-type")
     }
     headers[PROXIED_HEADER] = node_id
-    async with httpx.AsyncClient(timeout=OPEN_TIMEOUT_S) as client:
-        answer = await client.request(
-            request.method,
-            url,
-            params=request.url.query,
-            content=await request.body(),
-            headers=headers,
-        )
+    try:
+        async with httpx.AsyncClient(timeout=OPEN_TIMEOUT_S) as client:
+            answer = await client.request(
+                request.method,
+                url,
+                params=request.url.query,
+                content=await request.body(),
+                headers=headers,
+            )
+    except httpx.HTTPError as exc:
+        logger.warning("forwarding %s to %s failed: %s", request.url.path, owner_url, exc)
+        return PlainTextResponse("Room owner unreachable, try again", 503)
     return Response(
         answer.content,
         answer.status_code,
