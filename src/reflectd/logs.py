@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Literal
 
@@ -42,5 +43,7 @@ def configure_logging(level: str, log_format: LogFormat) -> None:
 def _drop_websocket_lines(record: logging.LogRecord) -> bool:
     if record.levelno > logging.INFO:
         return True
+    if record.levelno < logging.INFO and f"{os.sep}websockets{os.sep}" in record.pathname:
+        return False  # the websockets library's wire trace: headers (auth tokens!) and frames
     message = record.getMessage()
     return not (message.startswith("connection ") or '"WebSocket ' in message)
