@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .crash import CrashScenario
+from .crash import CrashScenario, KillPoint, Op
 
 pytestmark = pytest.mark.interop
 
@@ -28,3 +28,37 @@ def test_kill_9_under_load_loses_nothing_confirmed(node_ready: str, tmp_path: Pa
     assert report.kills == KILLS
     assert report.kills_under_load >= KILLS // 2
     assert report.confirmed_at_kills > 0
+
+
+def _scenario_with(tmp_path: Path, lmid: int, count: int, log: list[str]) -> CrashScenario:
+    """A finished run in miniature: c00 made 3 mutations, all confirmed before one kill."""
+    scenario = CrashScenario(tmp_path, kills=1, rooms=1, clients_per_room=1, seed=1)
+    room = scenario.rooms[0]
+    ops = [
+        Op("c00", 1, "increment", {"key": "count", "delta": 2}, id=1),
+        Op("c00", 2, "appendToList", {"key": "log", "item": "c00-2"}, id=2),
+        Op("c00", 3, "appendToList", {"key": "log", "item": "c00-3"}, id=3),
+    ]
+    scenario.ops["c00"] = ops
+    scenario.kill_points.append(
+        KillPoint(0, 1.0, True, ops, 3, {"c00": lmid}, {room: count}, {room: log})
+    )
+    return scenario
+
+
+@pytest.mark.parametrize(
+    ("lmid", "count", "log", "problem"),
+    [
+        (2, 2, ["c00-2"], "LOST"),
+        (3, 4, ["c00-2", "c00-3"], "count 4"),
+        (3, 2, ["c00-2", "c00-3", "c00-3"], "appears twice"),
+        (3, 2, ["c00-3", "c00-2"], "out of order"),
+        (3, 2, ["c00-2"], "missing"),
+    ],
+)
+def test_the_crash_checks_catch_lost_duplicated_and_reordered_mutations(
+    tmp_path: Path, lmid: int, count: int, log: list[str], problem: str
+) -> None:
+    _scenario_with(tmp_path, 3, 2, ["c00-2", "c00-3"])._check_kill_points()  # the good case
+    with pytest.raises(AssertionError, match=problem):
+        _scenario_with(tmp_path, lmid, count, log)._check_kill_points()
