@@ -1,0 +1,145 @@
+"""Room ownership by lease, with two nodes in this process sharing one ``MemoryLeaseStore``
+(no PostgreSQL needed): one owner per room, proxied sockets, a lost lease drops the room with
+nothing of its round sent, and the next owner processes the disconnects of the last one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from reflectd import App, WriteTransaction
+from reflectd.server.settings import ServerSettings
+from reflectd.storage.leases import MemoryLeaseStore
+from server.conftest import MUTATORS
+from server.harness import Harness, serve, wait_until
+
+pytestmark = pytest.mark.anyio
+
+LEASE_MS = 1500
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class SharedLeaseStore(MemoryLeaseStore):
+    """One store for several in-process nodes: opened once, closed by none of them. Its clock
+    runs ``clock_offset_ms`` ahead of the wall clock (tests move it to expire leases)."""
+
+    def __init__(self) -> None:
+        self.clock_offset_ms = 0
+        super().__init__(now_ms=lambda: time.time_ns() // 1_000_000 + self.clock_offset_ms)
+
+    async def open(self) -> None:
+        if not self._is_open:
+            await super().open()
+
+    async def close(self) -> None:
+        pass
+
+
+@asynccontextmanager
+async def node(app: App, store: SharedLeaseStore, name: str) -> AsyncIterator[Harness]:
+    settings = ServerSettings(db="memory://", node_id=name, lease_ms=LEASE_MS)
+    async with serve(app, settings, store=store) as harness:
+        # the port is known only now: advertise it
+        advertised = replace(settings, advertise_url=harness.http_url)
+        server = harness.server
+        assert server.registry is not None and server.sync is not None
+        server.settings = server.registry.settings = server.sync.settings = advertised
+        yield harness
+
+
+def _app(**kwargs: Any) -> App:
+    return App(mutators=MUTATORS, env={}, **kwargs)
+
+
+def _live(harness: Harness) -> set[str]:
+    assert harness.server.registry is not None
+    return set(harness.server.registry.actors)
+
+
+async def test_a_room_lives_on_the_node_holding_its_lease_and_other_nodes_proxy_to_it() -> None:
+    store = SharedLeaseStore()
+    async with node(_app(), store, "a") as a, node(_app(), store, "b") as b:
+        alice = await a.connect("alice")
+        lease = await store.current_lease("r1")
+        assert lease is not None and (lease.node_id, lease.address) == ("a", a.http_url)
+
+        bob = await b.connect("bob")  # reaches b, carried to a
+        await bob.mutate("put", {"key": "x", "value": 1})
+        await alice.sync_until(lambda c: c.data == {"x": 1} and c.presence == {"alice", "bob"})
+        assert _live(a) == {"r1"} and _live(b) == set()
+        assert await a.values() == {"x": 1}
+
+
+async def test_a_node_that_lost_its_lease_sends_nothing_of_its_round_and_closes_sockets() -> None:
+    store = SharedLeaseStore()
+    async with node(_app(), store, "a") as a:
+        alice = await a.connect("alice")
+        await alice.mutate("put", {"key": "x", "value": 1})
+        # a stalls past its lease; another node takes the room
+        store.clock_offset_ms = 10 * LEASE_MS
+        taken = await store.acquire_lease("r1", "thief", "http://elsewhere", LEASE_MS)
+        assert taken is not None and taken.epoch == 2
+
+        frames = len(alice.frames)
+        await alice.push("put", {"key": "x", "value": 2})
+        await alice.expect_closed()
+        assert alice.frames[frames:] == [], "no poke, no error of that round"
+        assert await a.values() == {"x": 1}, "the fenced commit applied nothing"
+        await wait_until(lambda: _live(a) == set())
+        assert (await store.current_lease("r1")) == taken, "a did not release the thief's lease"
+
+
+async def test_the_next_owner_processes_the_disconnects_of_clients_of_the_previous_one() -> None:
+    store = SharedLeaseStore()
+    gone: list[str] = []
+
+    def on_client_disconnect(tx: WriteTransaction) -> None:
+        gone.append(tx.client_id)
+        tx.set(f"gone/{tx.client_id}", True)
+
+    app = _app(on_client_disconnect=on_client_disconnect)
+    async with node(app, store, "b") as b, node(app, store, "a") as a:
+        await a.connect("alice")
+        await a.connect("carol")
+        # a dies as far as the room is concerned: its lease ends, and its commits (of the
+        # disconnects too) are refused, so the stored room still lists its clients
+        store.clock_offset_ms = 10 * LEASE_MS
+        thief = await store.acquire_lease("r1", "thief", "", LEASE_MS)
+        assert thief is not None and await store.release_lease(thief)
+        await wait_until(lambda: _live(a) == set(), timeout=5)
+        assert (await store.load_room("r1")).connected_clients == {"alice", "carol"}
+        assert gone == []
+
+        bob = await b.connect("bob")
+        await bob.sync_until(
+            lambda c: c.presence == {"bob"} and c.data == {"gone/alice": True, "gone/carol": True}
+        )
+        assert sorted(gone) == ["alice", "carol"]
+        assert (await store.load_room("r1")).connected_clients == {"bob"}
+
+
+async def test_idle_unload_releases_the_lease() -> None:
+    store = SharedLeaseStore()
+    settings = ServerSettings(
+        db="memory://", node_id="a", lease_ms=LEASE_MS, room_idle_unload_ms=50
+    )
+    async with serve(_app(), settings, store=store) as a:
+        alice = await a.connect("alice")
+        assert (await store.current_lease("r1")) is not None
+        await alice.close()
+        for _ in range(100):
+            if await store.current_lease("r1") is None:
+                break
+            await asyncio.sleep(0.02)
+        assert await store.current_lease("r1") is None
+        assert _live(a) == set()
