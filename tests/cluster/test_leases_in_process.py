@@ -143,3 +143,24 @@ async def test_idle_unload_releases_the_lease() -> None:
             await asyncio.sleep(0.02)
         assert await store.current_lease("r1") is None
         assert _live(a) == set()
+
+
+async def test_a_close_beacon_that_reaches_another_node_is_forwarded_to_the_owner() -> None:
+    store = SharedLeaseStore()
+    async with node(_app(), store, "a") as a, node(_app(), store, "b") as b:
+        watcher = await a.connect("watcher")
+        client = await a.connect("c1", user_id="u1")
+        await client.mutate("put", {"key": "shared", "value": "kept"})
+        await client.close()
+        await watcher.sync_until(lambda c: c.presence == {"watcher"})
+
+        async with b.http() as http:
+            response = await http.post(
+                "/api/sync/v1/close",
+                params={"roomID": "r1", "userID": "u1", "clientID": "c1"},
+                headers={"content-type": "application/json"},
+                content=b'{"lastMutationID":1}',
+            )
+        assert (response.status_code, response.text) == (200, "ok")
+        assert "c1" not in (await store.load_room("r1")).clients
+        assert _live(b) == set(), "b forwarded the beacon rather than taking the room"
