@@ -98,7 +98,7 @@ AdvertiseOpt = Annotated[
     typer.Option(
         envvar="REFLECTD_ADVERTISE_URL",
         help="With PostgreSQL: where the other nodes reach this one, to proxy a room's "
-        "sockets to its owner [default: http://HOST:PORT].",
+        "sockets to its owner (default: http://HOST:PORT).",
         show_default=False,
     ),
 ]
@@ -106,7 +106,8 @@ NodeIdOpt = Annotated[
     str | None,
     typer.Option(
         envvar="REFLECTD_NODE_ID",
-        help="With PostgreSQL: this node's name in room leases [default: random].",
+        help="With PostgreSQL: this node's name in room leases, unique among the live nodes "
+        "(default: random).",
         show_default=False,
     ),
 ]
