@@ -6,14 +6,25 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import URLPath
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import (
+    BaseRoute,
+    Match,
+    Mount,
+    NoMatchFound,
+    Route,
+    WebSocketRoute,
+    request_response,
+)
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from reflectd.app import App
@@ -33,8 +44,6 @@ logger = logging.getLogger(__name__)
 
 #: where ``--static-dir`` is served (the root belongs to the Reflect API)
 STATIC_PATH = "/app"
-#: the REST API answers every method itself (405 after its key check, as the original)
-_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
 class ReflectServer:
@@ -71,9 +80,7 @@ class ReflectServer:
             Route("/api/metrics/v0/report", http.metrics_report, methods=["POST"]),
             Route("/api/logs/v0/log", http.client_log, methods=["POST"]),
             Route(OPENAPI_PATH, openapi_endpoint(self.settings.app_id), methods=["GET"]),
-            Route("/api/v1", self._rest, methods=_ALL_METHODS),
-            Route("/api/v1/{rest:path}", self._rest, methods=_ALL_METHODS),
-            Route("/v1/apps/{rest:path}", self._rest, methods=_ALL_METHODS),
+            _RestRoute(self._rest),
         ]
         if self.settings.static_dir is not None:
             routes += [
@@ -150,6 +157,29 @@ class ReflectServer:
     async def _close_beacon(self, request: Request) -> Response:
         assert self.sync is not None
         return await self.sync.close_beacon(request)
+
+
+class _RestRoute(BaseRoute):
+    """Every HTTP request under ``/api/v1`` or ``/v1/apps/``, whatever follows (line breaks
+    included, which Starlette's path parameters do not match): the REST API answers them all,
+    checking the key before any 404 or 405."""
+
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        self.app = request_response(endpoint)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        path: str = scope.get("path", "")
+        if scope["type"] == "http" and (
+            path == "/api/v1" or path.startswith(("/api/v1/", "/v1/apps/"))
+        ):
+            return Match.FULL, {}
+        return Match.NONE, {}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        raise NoMatchFound(name, path_params)
 
 
 async def _to_static_index(request: Request) -> Response:

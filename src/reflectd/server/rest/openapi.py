@@ -449,7 +449,7 @@ def failures(shape: str, command: Command, permission: str) -> list[Failure]:
         found += [
             Failure(
                 404,
-                "the path segment decodes to text with a line break (not matched)",
+                "the path segment holds one of `:/@$^&=[];|,` unencoded (not matched)",
                 "Unknown or invalid URL",
             ),
             Failure(400, "the path segment is not percent-encoded UTF-8", "Malformed path segment"),
