@@ -25,6 +25,7 @@ server-ahead error or a refused poke (``NodeClients.assert_healthy``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
@@ -61,8 +62,14 @@ class KillPoint:
     index: int
     t: float  # seconds since the start of the run
     under_load: bool
-    confirmed: list[Op]  # confirmed before the kill
+    confirmed: int  # mutations confirmed before the kill
     made: int  # mutations made before the kill
+
+
+@dataclass
+class Stored:
+    """What the database holds at a kill point."""
+
     lmids: dict[str, int]  # client name -> last_mutation_id stored
     count: dict[str, int]  # room -> stored count
     log: dict[str, list[str]]  # room -> stored log
@@ -127,6 +134,12 @@ class CrashScenario:
         }
         self.client_ids: dict[str, str] = {}
         self.ops: dict[str, list[Op]] = {name: [] for name in self.room_of}
+        # per client, over its first i mutations: the sum of the increments' deltas, and
+        # how many appends (their items in order in _items)
+        self._deltas: dict[str, list[int]] = {name: [0] for name in self.room_of}
+        self._appends: dict[str, list[int]] = {name: [0] for name in self.room_of}
+        self._items: dict[str, list[str]] = {name: [] for name in self.room_of}
+        self._previous_log: dict[str, list[str]] = {room: [] for room in self.rooms}
         self.confirmed: list[Op] = []
         self.errors: list[str] = []
         self._lock = threading.Lock()
@@ -190,7 +203,7 @@ class CrashScenario:
             clients.stop()
             server.stop()
             proxy.stop()
-        self._check_kill_points()
+        self._check_ids()
         self.report.kills = len(self.kill_points)
         self.report.kills_under_load = sum(k.under_load for k in self.kill_points)
         self.report.mutations = self._made()
@@ -220,8 +233,7 @@ class CrashScenario:
                         )
                     else:
                         op = Op(name, seq, "appendToList", {"key": "log", "item": f"{name}-{seq}"})
-                    with self._lock:
-                        self.ops[name].append(op)
+                    self._add(op)
                     future = clients.mutate_async(name, op.mutator, op.args, timeout=120)
                     future.add_done_callback(lambda f, op=op: self._confirmed(op, f))
                     pending.add(future)
@@ -233,6 +245,17 @@ class CrashScenario:
         except Exception as exc:  # the driver died: report it, the main thread fails
             with self._lock:
                 self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+    def _add(self, op: Op) -> None:
+        with self._lock:
+            ops = self.ops[op.client]
+            assert op.seq == len(ops) + 1
+            ops.append(op)
+            delta = op.args["delta"] if op.mutator == "increment" else 0
+            self._deltas[op.client].append(self._deltas[op.client][-1] + delta)
+            if op.mutator == "appendToList":
+                self._items[op.client].append(op.args["item"])
+            self._appends[op.client].append(len(self._items[op.client]))
 
     def _confirmed(self, op: Op, future: Future[Any]) -> None:
         with self._lock:
@@ -273,16 +296,19 @@ class CrashScenario:
         t = time.monotonic() - started
         server.stop(signal.SIGKILL)
         self.report.unconfirmed_at_kill.append(made - len(confirmed))
-        lmids, count, log = self._read_db()
-        self.kill_points.append(KillPoint(index, t, under_load, confirmed, made, lmids, count, log))
+        point = KillPoint(index, t, under_load, len(confirmed), made)
+        self._check_point(f"kill point {index} ({t:.1f} s)", confirmed, self._read_db())
+        self.kill_points.append(point)
+        self.report.confirmed_at_kills += len(confirmed)
+        self.report.checks += made
 
-    def _read_db(self) -> tuple[dict[str, int], dict[str, int], dict[str, list[str]]]:
+    def _read_db(self) -> Stored:
         """What the restarted server will find: the clients' lmids, each room's data."""
         lmids: dict[str, int] = {}
         count: dict[str, int] = {}
         log: dict[str, list[str]] = {}
         names = {cid: name for name, cid in self.client_ids.items()}
-        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as conn:
+        with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as conn:
             for room in self.rooms:
                 for client_id, lmid in conn.execute(
                     "SELECT client_id, last_mutation_id FROM clients WHERE room_id = ?", (room,)
@@ -300,82 +326,80 @@ class CrashScenario:
                 assert not unknown, f"room {room}: unexpected keys {unknown}"
                 count[room] = values.get("count", 0)
                 log[room] = values.get("log", [])
-        return lmids, count, log
+        return Stored(lmids, count, log)
 
     # ----------------------------------------------------------------- the checks
+    #
+    # A client's mutation ids are 1, 2, 3... in the order it made them, so the n-th mutation
+    # made (Op.seq) has id n; _check_ids verifies it once every id is known.
 
-    def _expected(self, lmids: dict[str, int]) -> tuple[dict[str, int], dict[str, list[Op]]]:
-        """The model: each room's count and its applied appends, given each client's lmid."""
+    def _expected(self, lmids: dict[str, int]) -> tuple[dict[str, int], dict[str, list[str]]]:
+        """The model: each room's count and each client's applied items, given the lmids."""
         count = dict.fromkeys(self.rooms, 0)
-        appends: dict[str, list[Op]] = {room: [] for room in self.rooms}
-        for name, ops in self.ops.items():
-            room = self.room_of[name]
-            for op in ops:
-                assert op.id is not None
-                if op.id <= lmids.get(name, 0):
-                    if op.mutator == "increment":
-                        count[room] += op.args["delta"]
-                    else:
-                        appends[room].append(op)
-        return count, appends
+        items: dict[str, list[str]] = {}
+        with self._lock:
+            for name in self.room_of:
+                lmid = lmids.get(name, 0)
+                assert lmid < len(self._deltas[name]), f"{name}: lmid {lmid} was never made"
+                count[self.room_of[name]] += self._deltas[name][lmid]
+                items[name] = self._items[name][: self._appends[name][lmid]]
+        return count, items
 
-    def _check_log(self, where: str, room: str, log: list[str], appends: list[Op]) -> None:
-        assert len(log) == len(set(log)), f"{where}: room {room}: an item appears twice: {log}"
-        expected = {op.args["item"] for op in appends}
-        missing = expected - set(log)
-        extra = set(log) - expected
-        assert not missing, f"{where}: room {room}: applied appends missing: {sorted(missing)}"
-        assert not extra, f"{where}: room {room}: appends not applied are present: {sorted(extra)}"
-        for name in self.ops:
-            if self.room_of[name] == room:
-                mine = [item for item in log if item.startswith(f"{name}-")]
-                ordered = [op.args["item"] for op in sorted(appends, key=lambda o: o.id or 0)]
-                ordered = [item for item in ordered if item.startswith(f"{name}-")]
-                assert mine == ordered, f"{where}: {name}'s items out of order: {mine}"
+    def _check_log(
+        self, where: str, room: str, log: list[str], expected: dict[str, list[str]]
+    ) -> None:
+        """Each client's items in ``log`` are its applied appends, once each, in order."""
+        assert len(log) == len(set(log)), f"{where}: room {room}: an item appears twice"
+        mine: dict[str, list[str]] = {}
+        for item in log:
+            mine.setdefault(item.rpartition("-")[0], []).append(item)
+        clients = [name for name in self.room_of if self.room_of[name] == room]
+        strangers = set(mine) - set(clients)
+        assert not strangers, f"{where}: room {room}: items of other clients: {strangers}"
+        for name in clients:
+            have, want = mine.get(name, []), expected[name]
+            missing = sorted(set(want) - set(have))
+            extra = sorted(set(have) - set(want))
+            assert not missing, f"{where}: room {room}: applied appends missing: {missing}"
+            assert not extra, f"{where}: room {room}: appends not applied are present: {extra}"
+            assert have == want, f"{where}: room {room}: {name}'s items out of order: {have}"
+
+    def _check_point(self, where: str, confirmed: list[Op], stored: Stored) -> None:
+        for op in confirmed:
+            assert op.id == op.seq, f"{op.client}: mutation #{op.seq} got id {op.id}"
+            lmid = stored.lmids.get(op.client, 0)
+            assert op.seq <= lmid, (
+                f"{where}: LOST: {op.client} mutation {op.seq} ({op.mutator} {op.args}) was "
+                f"confirmed before the kill but the stored lmid is {lmid}"
+            )
+        count, items = self._expected(stored.lmids)
+        for room in self.rooms:
+            assert stored.count[room] == count[room], (
+                f"{where}: room {room}: count {stored.count[room]}, but the applied "
+                f"increments sum to {count[room]}"
+            )
+            log = stored.log[room]
+            self._check_log(where, room, log, items)
+            previous = self._previous_log[room]
+            assert log[: len(previous)] == previous, (
+                f"{where}: room {room}: the log does not continue the last kill point's"
+            )
+            self._previous_log[room] = log
 
     def _check_ids(self) -> None:
         for name, ops in self.ops.items():
             ids = sorted(op.id for op in ops if op.id is not None)
             assert len(ids) == len(ops), f"{name}: {len(ops) - len(ids)} mutations unconfirmed"
-            assert ids == list(range(1, len(ops) + 1)), f"{name}: mutation ids are not 1..n"
-            by_seq = [op.id for op in sorted(ops, key=lambda o: o.seq)]
-            assert by_seq == ids, f"{name}: ids do not follow the order the mutations were made"
-
-    def _check_kill_points(self) -> None:
-        self._check_ids()
-        previous: dict[str, list[str]] = {room: [] for room in self.rooms}
-        for point in self.kill_points:
-            where = f"kill point {point.index} ({point.t:.1f} s)"
-            for op in point.confirmed:
-                assert op.id is not None
-                stored = point.lmids.get(op.client, 0)
-                assert op.id <= stored, (
-                    f"{where}: LOST: {op.client} mutation {op.id} ({op.mutator} {op.args}) was "
-                    f"confirmed before the kill but the stored lmid is {stored}"
-                )
-            self.report.confirmed_at_kills += len(point.confirmed)
-            self.report.checks += point.made
-            count, appends = self._expected(point.lmids)
-            for room in self.rooms:
-                assert point.count[room] == count[room], (
-                    f"{where}: room {room}: count {point.count[room]}, but the applied "
-                    f"increments sum to {count[room]}"
-                )
-                self._check_log(where, room, point.log[room], appends[room])
-                log = point.log[room]
-                assert log[: len(previous[room])] == previous[room], (
-                    f"{where}: room {room}: the log is not a continuation of the last kill point's"
-                )
-                previous[room] = log
+            assert all(op.id == op.seq for op in ops), f"{name}: ids do not follow the order"
 
     def _finish(self, clients: NodeClients, server: ServerProcess, proxy: HoldingProxy) -> None:
         """Every mutation confirmed; the stored rooms and a fresh client equal the model."""
         # the client re-sends what is unconfirmed only with its next push: one more each
         finals = []
         for name in self.room_of:
-            op = Op(name, len(self.ops[name]) + 1, "appendToList", {"key": "log"})
-            op.args["item"] = f"{name}-{op.seq}"
-            self.ops[name].append(op)
+            seq = len(self.ops[name]) + 1
+            op = Op(name, seq, "appendToList", {"key": "log", "item": f"{name}-{seq}"})
+            self._add(op)
             future = clients.mutate_async(name, op.mutator, op.args, timeout=120)
             future.add_done_callback(lambda f, op=op: self._confirmed(op, f))
             finals.append(future)
@@ -385,20 +409,20 @@ class CrashScenario:
         assert not self.errors, self.errors[:5]
         self._check_ids()
         lmids = {name: len(ops) for name, ops in self.ops.items()}
-        count, appends = self._expected(lmids)
+        count, items = self._expected(lmids)
         for room in self.rooms:
             stored = rest_contents(server.url, room)
-            self._check_log("final (REST contents)", room, stored.get("log", []), appends[room])
-            expected = {"count": count[room]} if count[room] else {}
-            if appends[room]:
-                expected["log"] = stored["log"]
+            log = stored.get("log", [])
+            self._check_log("final (REST contents)", room, log, items)
+            expected: dict[str, Any] = {"count": count[room]} if count[room] else {}
+            if log:
+                expected["log"] = log
             assert stored == expected, f"room {room}: stored {stored}, expected {expected}"
             fresh = f"fresh-{room}"
             clients.open(fresh, server=proxy.url, room_id=room, user_id=fresh, auth=fresh)
-            clients.wait_for(fresh, "log", stored["log"], timeout=60)
+            clients.wait_for(fresh, "log", log, timeout=60)
             assert clients.scan(fresh) == stored, f"a fresh client of {room} sees other data"
-        stored_lmids, _, _ = self._read_db()
-        assert stored_lmids == lmids
+        assert self._read_db().lmids == lmids
 
 
 def rest_contents(base_url: str, room_id: str) -> dict[str, Any]:

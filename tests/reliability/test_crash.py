@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .crash import CrashScenario, KillPoint, Op
+from .crash import CrashScenario, Op, Stored
 
 pytestmark = pytest.mark.interop
 
@@ -30,8 +30,8 @@ def test_kill_9_under_load_loses_nothing_confirmed(node_ready: str, tmp_path: Pa
     assert report.confirmed_at_kills > 0
 
 
-def _scenario_with(tmp_path: Path, lmid: int, count: int, log: list[str]) -> CrashScenario:
-    """A finished run in miniature: c00 made 3 mutations, all confirmed before one kill."""
+def _check(tmp_path: Path, lmid: int, count: int, log: list[str]) -> None:
+    """A kill point in miniature: c00 made 3 mutations, all confirmed before the kill."""
     scenario = CrashScenario(tmp_path, kills=1, rooms=1, clients_per_room=1, seed=1)
     room = scenario.rooms[0]
     ops = [
@@ -39,11 +39,9 @@ def _scenario_with(tmp_path: Path, lmid: int, count: int, log: list[str]) -> Cra
         Op("c00", 2, "appendToList", {"key": "log", "item": "c00-2"}, id=2),
         Op("c00", 3, "appendToList", {"key": "log", "item": "c00-3"}, id=3),
     ]
-    scenario.ops["c00"] = ops
-    scenario.kill_points.append(
-        KillPoint(0, 1.0, True, ops, 3, {"c00": lmid}, {room: count}, {room: log})
-    )
-    return scenario
+    for op in ops:
+        scenario._add(op)
+    scenario._check_point("test", ops, Stored({"c00": lmid}, {room: count}, {room: log}))
 
 
 @pytest.mark.parametrize(
@@ -54,11 +52,12 @@ def _scenario_with(tmp_path: Path, lmid: int, count: int, log: list[str]) -> Cra
         (3, 2, ["c00-2", "c00-3", "c00-3"], "appears twice"),
         (3, 2, ["c00-3", "c00-2"], "out of order"),
         (3, 2, ["c00-2"], "missing"),
+        (3, 2, ["c00-2", "c00-3", "c01-1"], "other clients"),
     ],
 )
 def test_the_crash_checks_catch_lost_duplicated_and_reordered_mutations(
     tmp_path: Path, lmid: int, count: int, log: list[str], problem: str
 ) -> None:
-    _scenario_with(tmp_path, 3, 2, ["c00-2", "c00-3"])._check_kill_points()  # the good case
+    _check(tmp_path, 3, 2, ["c00-2", "c00-3"])  # the good case
     with pytest.raises(AssertionError, match=problem):
-        _scenario_with(tmp_path, lmid, count, log)._check_kill_points()
+        _check(tmp_path, lmid, count, log)
