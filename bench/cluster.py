@@ -12,6 +12,7 @@ node that serves it, so no socket is proxied. Prints a table and one JSON object
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import secrets
 import subprocess
@@ -20,6 +21,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
 
 from bench.run import REPO_ROOT, Target, free_port
 from bench.stats import median
@@ -38,9 +41,8 @@ def _node(work: Path, db: str, index: int) -> Target:
     )  # fmt: skip
 
 
-def run_once(args: argparse.Namespace, nodes: int, work: Path) -> dict[str, Any]:
-    schema = f"bench_{secrets.token_hex(4)}"
-    db = f"{args.db}{'&' if '?' in args.db else '?'}schema={schema}"
+def run_once(args: argparse.Namespace, nodes: int, work: Path, db: str) -> dict[str, Any]:
+    """One run with ``nodes`` nodes on the database ``db`` (a URL naming a fresh schema)."""
     targets = [_node(work, db, i) for i in range(nodes)]
     try:
         for target in targets:
@@ -81,6 +83,14 @@ def run_once(args: argparse.Namespace, nodes: int, work: Path) -> dict[str, Any]
     }
 
 
+async def _drop_schema(db: str, schema: str) -> None:
+    conn = await asyncpg.connect(db.partition("?")[0])
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default="postgresql://postgres@127.0.0.1:5432/test")
@@ -93,7 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="reflectd-cluster-bench-") as tmp:
         for _ in range(args.repetitions):
             for nodes in (1, 2):  # alternate, so drift on the machine hits both alike
-                runs[nodes].append(run_once(args, nodes, Path(tmp)))
+                schema = f"reflectd_bench_{secrets.token_hex(4)}"
+                db = f"{args.db}{'&' if '?' in args.db else '?'}schema={schema}"
+                try:
+                    runs[nodes].append(run_once(args, nodes, Path(tmp), db))
+                finally:
+                    asyncio.run(_drop_schema(args.db, schema))
     summary = {
         f"{nodes}-node": {
             "confirmedPerSecMedian": median([r["confirmedPerSec"] for r in rs]),
