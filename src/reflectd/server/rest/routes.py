@@ -23,6 +23,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from reflectd.errors import ApiError
 from reflectd.server.actor import now_ms
+from reflectd.server.errors import api_error
 from reflectd.server.rest.commands import RoomCommands
 from reflectd.server.rest.keys import KeyRing
 from reflectd.server.rest.parsing import (
@@ -215,7 +216,7 @@ class RestApi:
         except ApiError as e:
             if original and e.status == 410:
                 return PlainTextResponse("deleted", 410)  # the original forwards the room's text
-            return error_response(e)
+            return api_error(e.status, e.message, e.resource)
         except Exception as e:  # e.g. a start handler that raised: 500 with its text (spec 5.2)
             logger.exception("REST %s %s failed", request.method, path)
             return PlainTextResponse(str(e) or type(e).__name__, 500)
@@ -286,10 +287,3 @@ async def _read_body(request: Request) -> bytes:
         if len(body) > MAX_BODY_BYTES:
             raise ApiError(413, f"Request body larger than {MAX_BODY_BYTES} bytes")
     return body
-
-
-def error_response(error: ApiError) -> Response:
-    body = {"error": {"code": error.status, "resource": error.resource, "message": error.message}}
-    return Response(
-        msgspec.json.encode(body), status_code=error.status, media_type="application/json"
-    )
