@@ -69,6 +69,16 @@ MaxMutationsOpt = Annotated[
         envvar="REFLECTD_MAX_MUTATIONS_PER_PUSH", help="Most mutations in one push message."
     ),
 ]
+MaxConnectionsOpt = Annotated[
+    int,
+    typer.Option(envvar="REFLECTD_MAX_CONNECTIONS", help="Most sync connections of the process."),
+]
+MaxRoomConnectionsOpt = Annotated[
+    int,
+    typer.Option(
+        envvar="REFLECTD_MAX_CONNECTIONS_PER_ROOM", help="Most clients connected to one room."
+    ),
+]
 MaxKeyOpt = Annotated[
     int, typer.Option(envvar="REFLECTD_MAX_KEY_BYTES", help="Largest user key, in UTF-8 bytes.")
 ]
@@ -133,6 +143,8 @@ def serve(
     log_format: LogFormatOpt = "text",
     max_message_bytes: MaxMessageOpt = _limits.max_message_bytes,
     max_mutations_per_push: MaxMutationsOpt = _limits.max_mutations_per_push,
+    max_connections: MaxConnectionsOpt = _limits.max_connections,
+    max_connections_per_room: MaxRoomConnectionsOpt = _limits.max_connections_per_room,
     max_key_bytes: MaxKeyOpt = _engine.max_key_bytes,
     max_value_bytes: MaxValueOpt = _engine.max_value_bytes,
     static_dir: StaticOpt = None,
@@ -161,6 +173,8 @@ def serve(
             _limits,
             max_message_bytes=max_message_bytes,
             max_mutations_per_push=max_mutations_per_push,
+            max_connections=max_connections,
+            max_connections_per_room=max_connections_per_room,
         ),
         engine=replace(_engine, max_key_bytes=max_key_bytes, max_value_bytes=max_value_bytes),
     )

@@ -14,7 +14,7 @@ from reflectd.engine.handlers import EngineSettings
 from reflectd.server.settings import Limits, ServerSettings
 
 from .conftest import make_app
-from .harness import FRAME_TIMEOUT_S, Harness, now_ms, push_frame, serve
+from .harness import FRAME_TIMEOUT_S, Harness, connect_params, now_ms, push_frame, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -179,3 +179,28 @@ async def test_client_that_stops_reading_is_dropped_and_its_room_lets_it_go() ->
                 await asyncio.wait_for(stuck.ws.recv(), FRAME_TIMEOUT_S)
         stuck = await server.reconnect(stuck)
         assert stuck.data["big"] == "x" * 100_000
+
+
+async def test_a_connection_over_the_room_limit_is_refused_and_other_rooms_still_connect() -> None:
+    settings = ServerSettings(db="memory://", limits=Limits(max_connections_per_room=2))
+    async with serve(make_app(), settings) as harness:
+        await harness.connect("c1")
+        await harness.connect("c2")
+        refused = await harness.open(
+            connect_params(client_id="c3", client_group_id="g-c3"), client_id="c3"
+        )
+        message = await refused.expect_error("InvalidConnectionRequest")
+        assert message == "room r1 is at its limit of 2 connections"
+        await harness.connect("c4", room_id="r2")
+
+
+async def test_a_connection_over_the_process_limit_is_refused() -> None:
+    settings = ServerSettings(db="memory://", limits=Limits(max_connections=2))
+    async with serve(make_app(), settings) as harness:
+        await harness.connect("c1")
+        await harness.connect("c2", room_id="r2")
+        refused = await harness.open(
+            connect_params(client_id="c3", room_id="r3", client_group_id="g-c3"), client_id="c3"
+        )
+        message = await refused.expect_error("InvalidConnectionRequest")
+        assert message == "the server is at its limit of 2 connections"

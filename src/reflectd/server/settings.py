@@ -21,6 +21,10 @@ class Limits:
     max_mutations_per_push: int = 1000
     #: most bytes queued for one slow socket before it is dropped
     max_send_buffer_bytes: int = 16 * 1024 * 1024
+    #: most sync connections one process holds (proxied ones included)
+    max_connections: int = 50_000
+    #: most clients connected to one room (counted on the room's owner)
+    max_connections_per_room: int = 5_000
 
 
 @dataclass(frozen=True, slots=True)

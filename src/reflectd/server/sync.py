@@ -145,6 +145,11 @@ class SyncEndpoints:
         """The gate (spec 1.3), then the room's connect (1.4). Returns the room's actor once
         ``connected`` is queued (after the client record is durable)."""
         websocket = socket.websocket
+        limits = self.settings.limits
+        if len(self.sockets) > limits.max_connections:
+            raise InvalidConnectionRequest(
+                f"the server is at its limit of {limits.max_connections} connections"
+            )
         if self.app.auth_handler is not None and protocol is None:
             raise InvalidConnectionRequest("auth required")
         if version != SUPPORTED_VERSION:
@@ -168,6 +173,10 @@ class SyncEndpoints:
         actor = await self.registry.open_room(room_id, jurisdiction)
         parsed = parse_connect_query(query, str(websocket.url))
         socket.client_id, socket.user_id, socket.room_id = parsed.client_id, user_id, room_id
+        if len(actor.sockets) >= limits.max_connections_per_room:
+            raise InvalidConnectionRequest(
+                f"room {room_id} is at its limit of {limits.max_connections_per_room} connections"
+            )
         request = ConnectRequest(
             connection_id=socket.connection_id,
             client_id=parsed.client_id,
