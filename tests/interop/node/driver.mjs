@@ -21,7 +21,7 @@ import inspector from 'node:inspector';
 import readline from 'node:readline';
 import {isDeepStrictEqual, inspect} from 'node:util';
 import WS from 'ws';
-import {mutators as sharedMutators} from './mutators.js';
+import {mutators as sharedMutators} from '../../../bench/node/mutators.js';
 
 setMaxListeners(10_000); // the client adds an abort listener per pending wait
 const VERBOSE = process.env.REFLECT_DRIVER_VERBOSE === '1';
