@@ -3,7 +3,6 @@ fail at a chosen step, for a room or for all, for the real clients of the intero
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sqlite3
@@ -17,7 +16,7 @@ from reflectd.app import App
 from reflectd.engine.records import RoomWrites
 from reflectd.server.settings import ServerSettings
 from reflectd.storage.sqlite import SQLiteStore
-from server.harness import Harness, serve
+from server.harness import Harness, in_thread, serve
 
 
 @dataclass
@@ -119,32 +118,5 @@ def stored(path: Path, room_id: str) -> tuple[dict[str, Any], dict[str, int]]:
 @contextlib.contextmanager
 def serve_thread(app: App, store: Any, settings: ServerSettings | None = None) -> Iterator[Harness]:
     """``serve(app, store=store)`` on an event loop of its own thread."""
-    started = threading.Event()
-    found: dict[str, Any] = {}
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        async with serve(app, settings, store=store) as harness:
-            found.update(harness=harness, loop=asyncio.get_running_loop(), stop=stop)
-            started.set()
-            await stop.wait()
-
-    def run() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as e:
-            found["error"] = e
-            started.set()
-
-    thread = threading.Thread(target=run, name="reflectd-reliability-server", daemon=True)
-    thread.start()
-    assert started.wait(20), "the server did not start"
-    if "error" in found:
-        raise found["error"]
-    try:
-        yield found["harness"]
-    finally:
-        found["loop"].call_soon_threadsafe(found["stop"].set)
-        thread.join(20)
-    if "error" in found:
-        raise found["error"]
+    with in_thread(lambda: serve(app, settings, store=store)) as (harness, _):
+        yield harness

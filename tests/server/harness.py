@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -31,6 +31,8 @@ from reflectd.server.asgi import ReflectServer
 from reflectd.server.settings import ServerSettings
 from reflectd.storage import MemoryStore
 from reflectd.storage.base import Store
+
+T = TypeVar("T")
 
 #: how long a test waits for a frame it expects
 FRAME_TIMEOUT_S = 3.0
@@ -270,20 +272,18 @@ async def _shut_down(uv: uvicorn.Server) -> None:
 
 
 @contextlib.contextmanager
-def serve_in_thread(
-    app: App, settings: ServerSettings | None = None
-) -> Iterator[tuple[Harness, asyncio.AbstractEventLoop]]:
-    """``serve`` on an event loop of its own thread, for synchronous (hypothesis) tests."""
+def in_thread(
+    context: Callable[[], contextlib.AbstractAsyncContextManager[T]], *, timeout_s: float = 20
+) -> Iterator[tuple[T, asyncio.AbstractEventLoop]]:
+    """Enter the async ``context()`` (a server) on an event loop of its own thread, for
+    synchronous tests; yields what it yields and that loop."""
     started = threading.Event()
-    stop: asyncio.Event | None = None
     found: dict[str, Any] = {}
 
     async def main() -> None:
-        nonlocal stop
         stop = asyncio.Event()
-        async with serve(app, settings) as harness:
-            found["harness"] = harness
-            found["loop"] = asyncio.get_running_loop()
+        async with context() as value:
+            found.update(value=value, loop=asyncio.get_running_loop(), stop=stop)
             started.set()
             await stop.wait()
 
@@ -296,16 +296,23 @@ def serve_in_thread(
 
     thread = threading.Thread(target=run, name="reflectd-test-server", daemon=True)
     thread.start()
-    assert started.wait(10), "the server did not start"
+    assert started.wait(timeout_s), "the server did not start"
     if "error" in found:
         raise found["error"]
-    loop: asyncio.AbstractEventLoop = found["loop"]
     try:
-        yield found["harness"], loop
+        yield found["value"], found["loop"]
     finally:
-        assert stop is not None
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
+        found["loop"].call_soon_threadsafe(found["stop"].set)
+        thread.join(timeout_s)
+    if "error" in found:
+        raise found["error"]
+
+
+def serve_in_thread(
+    app: App, settings: ServerSettings | None = None
+) -> contextlib.AbstractContextManager[tuple[Harness, asyncio.AbstractEventLoop]]:
+    """``serve`` on an event loop of its own thread, for synchronous (hypothesis) tests."""
+    return in_thread(lambda: serve(app, settings))
 
 
 # ---------------------------------------------------------------------------- the client

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from reflectd.server.asgi import ReflectServer
 from reflectd.server.rest.keys import new_key_record
 from reflectd.server.settings import ServerSettings
 from reflectd.storage.base import Backend, Permission
+
+from ..harness import in_thread
 
 #: the key of the server's environment (REFLECTD_API_KEY): every permission
 ENV_KEY = "env-key-with-every-permission"
@@ -281,31 +282,5 @@ async def live(db: str) -> AsyncIterator[Live]:
 def served_in_thread(db: str = "memory://") -> Iterator[str]:
     """``served`` on an event loop of its own thread, for synchronous clients; yields the
     server's base URL."""
-    started = threading.Event()
-    found: dict[str, Any] = {}
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        async with served(db) as live:
-            found.update(url=f"http://127.0.0.1:{live.port}", stop=stop)
-            found["loop"] = asyncio.get_running_loop()
-            started.set()
-            await stop.wait()
-
-    def run() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as e:
-            found["error"] = e
-            started.set()
-
-    thread = threading.Thread(target=run, name="reflectd-rest-test-server", daemon=True)
-    thread.start()
-    assert started.wait(10), "the server did not start"
-    if "error" in found:
-        raise found["error"]
-    try:
-        yield found["url"]
-    finally:
-        found["loop"].call_soon_threadsafe(found["stop"].set)
-        thread.join(10)
+    with in_thread(lambda: served(db)) as (live, _):
+        yield f"http://127.0.0.1:{live.port}"
