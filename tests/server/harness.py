@@ -29,6 +29,7 @@ from reflectd.engine.records import RoomSnapshot, RoomWrites
 from reflectd.errors import StorageError
 from reflectd.server.asgi import ReflectServer
 from reflectd.server.settings import ServerSettings
+from reflectd.server.uvicorn_ws import WebSocketProtocol
 from reflectd.storage import MemoryStore
 from reflectd.storage.base import Store
 
@@ -225,8 +226,12 @@ async def serve(
     settings: ServerSettings | None = None,
     *,
     store: Store | None = None,
+    ws: type[asyncio.Protocol] | str = WebSocketProtocol,
 ) -> AsyncIterator[Harness]:
-    """Run reflectd for ``app`` under uvicorn, in this event loop, on a free port."""
+    """Run reflectd for ``app`` under uvicorn, in this event loop, on a free port.
+
+    ``ws``: uvicorn's WebSocket implementation; by default reflectd's own, as ``reflectd
+    serve`` runs (any other one makes sockets send through ASGI messages)."""
     settings = settings or ServerSettings(db="memory://")
     store = store if store is not None else MemoryStore()
     server = ReflectServer(app, settings, store=store)
@@ -238,6 +243,7 @@ async def serve(
         ws_per_message_deflate=False,
         ws_max_size=4 * settings.limits.max_message_bytes,
         timeout_graceful_shutdown=5,
+        ws=ws,
     )
     uv = uvicorn.Server(config)
     # uvicorn's own serve() polls for exit every 100 ms and sleeps 100 ms at shutdown; tests

@@ -12,6 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 from reflectd.engine.handlers import EngineSettings
 from reflectd.server.settings import Limits, ServerSettings
+from reflectd.server.uvicorn_ws import WebSocketProtocol
 
 from .conftest import make_app
 from .harness import FRAME_TIMEOUT_S, Harness, connect_params, now_ms, push_frame, serve
@@ -157,9 +158,13 @@ async def test_frames_sent_after_a_refused_push_are_not_processed(limited: Harne
     assert snapshot.clients["c1"].last_mutation_id == 0
 
 
-async def test_client_that_stops_reading_is_dropped_and_its_room_lets_it_go() -> None:
+# reflectd's protocol writes frames at once; any other one sends through ASGI messages
+@pytest.mark.parametrize("ws", [WebSocketProtocol, "websockets-sansio"], ids=["direct", "asgi"])
+async def test_client_that_stops_reading_is_dropped_and_its_room_lets_it_go(
+    ws: type[asyncio.Protocol] | str,
+) -> None:
     settings = ServerSettings(db="memory://", limits=Limits(max_send_buffer_bytes=200_000))
-    async with serve(make_app(), settings) as server:
+    async with serve(make_app(), settings, ws=ws) as server:
         writer = await server.connect("writer")
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill up quickly

@@ -1,9 +1,12 @@
-"""A client's WebSocket, with its own send queue so that a slow reader never blocks a room.
+"""A client's WebSocket, which a room sends to without ever waiting, so that a slow reader
+never blocks a room.
 
-Rooms hand frames to ``send`` without waiting; a writer task sends them in order.
-A socket whose queue grows past ``max_buffer_bytes`` (a client that stopped reading) is
-dropped: what is queued and the send in progress are abandoned, and ``receive`` ends so that
-the room lets the client go. The client reconnects when it can.
+Under reflectd's uvicorn protocol (``uvicorn_ws``) ``send`` writes the frame to the
+connection's transport at once, framed once for all the clients it goes to. Elsewhere (any
+other ASGI server) frames wait in a queue that a writer task sends in order. Either way, a
+socket with more than ``max_buffer_bytes`` not yet sent (a client that stopped reading) is
+dropped: what is waiting is abandoned, and ``receive`` ends so that the room lets the client
+go. The client reconnects when it can.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from starlette.websockets import WebSocket
 
 from reflectd.errors import ProtocolError
 from reflectd.protocol.codec import encode_error
+from reflectd.server.uvicorn_ws import FRAMES_EXTENSION, FrameSink, text_frame
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,9 @@ class ClientSocket:
         self.user_id = ""
         self.room_id = ""
         self._max_buffer_bytes = max_buffer_bytes
+        #: writes frames at once (None: not served by reflectd's uvicorn protocol)
+        extension = websocket.scope.get("extensions", {}).get(FRAMES_EXTENSION, {})
+        self._sink: FrameSink | None = extension.get("sink")
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self.closing = False
@@ -42,11 +49,19 @@ class ClientSocket:
         self._receiver: asyncio.Task[Any] | None = None
 
     def send(self, frame: bytes) -> None:
-        """Queue ``frame`` (UTF-8 JSON) to go out as a text frame."""
+        """Send ``frame`` (UTF-8 JSON) as a text frame, after those sent before it."""
         if self.closing:
             return
-        self._queued_bytes += len(frame)
-        if self._queued_bytes > self._max_buffer_bytes:
+        if self._sink is not None:
+            unsent = self._sink.write_frame(text_frame(frame))
+            if unsent is None:
+                self.closing = True  # the peer went away; the receive side cleans up
+                return
+        else:
+            self._queue.append(frame)
+            self._wake_writer()
+            unsent = self._queued_bytes = self._queued_bytes + len(frame)
+        if unsent > self._max_buffer_bytes:
             logger.warning(
                 "dropping client %s of room %s: more than %d bytes waiting to be sent",
                 self.client_id,
@@ -54,9 +69,6 @@ class ClientSocket:
                 self._max_buffer_bytes,
             )
             self._drop()
-            return
-        self._queue.append(frame)
-        self._wake_writer()
 
     def send_error(self, error: ProtocolError) -> None:
         """Send the error frame; close afterwards unless the error keeps the socket open."""
@@ -81,6 +93,8 @@ class ClientSocket:
         self._queued_bytes = 0
         self.closing = True
         self._dropped = True
+        if self._sink is not None:
+            self._sink.abort()
         if self.writer is not None:
             self.writer.cancel()
         if self._receiver is not None:
