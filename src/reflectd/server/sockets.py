@@ -29,6 +29,22 @@ _CLOSE = b""  # sentinel in the queue: close after what is queued before it
 
 
 class ClientSocket:
+    __slots__ = (
+        "_dropped",
+        "_max_buffer_bytes",
+        "_queue",
+        "_queued_bytes",
+        "_receiver",
+        "_sink",
+        "client_id",
+        "closing",
+        "connection_id",
+        "room_id",
+        "user_id",
+        "websocket",
+        "writer",
+    )
+
     def __init__(self, websocket: WebSocket, *, connection_id: int, max_buffer_bytes: int) -> None:
         self.websocket = websocket
         self.connection_id = connection_id
@@ -39,7 +55,8 @@ class ClientSocket:
         #: writes frames at once (None: not served by reflectd's uvicorn protocol)
         extension = websocket.scope.get("extensions", {}).get(FRAMES_EXTENSION, {})
         self._sink: FrameSink | None = extension.get("sink")
-        self._queue: deque[bytes] = deque()
+        #: frames waiting for the writer task; created on first use (760 bytes when empty)
+        self._queue: deque[bytes] | None = None
         self._queued_bytes = 0
         self.closing = False
         self._dropped = False
@@ -58,8 +75,7 @@ class ClientSocket:
                 self.closing = True  # the peer went away; the receive side cleans up
                 return
         else:
-            self._queue.append(frame)
-            self._wake_writer()
+            self._enqueue(frame)
             unsent = self._queued_bytes = self._queued_bytes + len(frame)
         if unsent > self._max_buffer_bytes:
             logger.warning(
@@ -80,16 +96,18 @@ class ClientSocket:
         """Close (without an error frame) once the frames queued so far are sent."""
         if not self.closing:
             self.closing = True
-            self._queue.append(_CLOSE)
-            self._wake_writer()
+            self._enqueue(_CLOSE)
 
-    def _wake_writer(self) -> None:
+    def _enqueue(self, frame: bytes) -> None:
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.append(frame)
         if self.writer is None or self.writer.done():
             self.writer = asyncio.create_task(self._write_loop())
 
     def _drop(self) -> None:
         """Give up on a client that stopped reading: a send to it may never return."""
-        self._queue.clear()
+        self._queue = None
         self._queued_bytes = 0
         self.closing = True
         self._dropped = True
