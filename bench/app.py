@@ -64,3 +64,8 @@ MUTATORS = {
 }
 
 app = App(mutators=MUTATORS)
+
+#: the same app with ``smooth_playback=False`` (pokes without playback timestamps), to
+#: measure what the client's playback buffer costs:
+#: ``reflectd serve bench/app.py:app_unsmoothed``
+app_unsmoothed = App(mutators=MUTATORS, smooth_playback=False)
