@@ -283,6 +283,8 @@ class _Turn:
     def send_pokes(self, request_id: str) -> None:
         """Queue one poke message per client that has pokes; record the cookies sent."""
         encoded: dict[int, bytes] = {}
+        #: clients with the same pokes (most of a room) share one frame, sent as is to all
+        frames: dict[tuple[int, ...], bytes] = {}
         prefix = b'["poke",{"requestID":' + _encoder.encode(request_id) + b',"pokes":['
         for c in self.recipients:
             c.sent_initial_presence = True
@@ -295,13 +297,16 @@ class _Turn:
             if c.debug_perf:
                 frame = self._debug_frame(request_id, pokes)
             else:
-                parts = []
-                for poke in pokes:
-                    part = encoded.get(id(poke))
-                    if part is None:
-                        part = encoded[id(poke)] = _encoder.encode(poke)
-                    parts.append(part)
-                frame = prefix + b",".join(parts) + b"]}]"
+                key = tuple(map(id, pokes))
+                frame = frames.get(key)
+                if frame is None:
+                    parts = []
+                    for poke in pokes:
+                        part = encoded.get(id(poke))
+                        if part is None:
+                            part = encoded[id(poke)] = _encoder.encode(poke)
+                        parts.append(part)
+                    frame = frames[key] = prefix + b",".join(parts) + b"]}]"
             self.room.emit(Send(c.connection_id, frame))
 
     def _debug_frame(self, request_id: str, pokes: list[Poke]) -> bytes:
