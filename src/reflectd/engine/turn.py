@@ -298,15 +298,15 @@ class _Turn:
                 frame = self._debug_frame(request_id, pokes)
             else:
                 key = tuple(map(id, pokes))
-                frame = frames.get(key)
-                if frame is None:
+                if key not in frames:
                     parts = []
                     for poke in pokes:
                         part = encoded.get(id(poke))
                         if part is None:
                             part = encoded[id(poke)] = _encoder.encode(poke)
                         parts.append(part)
-                    frame = frames[key] = prefix + b",".join(parts) + b"]}]"
+                    frames[key] = prefix + b",".join(parts) + b"]}]"
+                frame = frames[key]
             self.room.emit(Send(c.connection_id, frame))
 
     def _debug_frame(self, request_id: str, pokes: list[Poke]) -> bytes:
