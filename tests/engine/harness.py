@@ -560,8 +560,11 @@ class RoomDriver:
         confirmed lmid, unless told otherwise. Returns its model."""
         model = self.clients.get(client_id)
         if model is None:
-            # like a page load with the client's default in-memory store: a group of its own
-            model = ClientModel(client_id, group or f"g-{client_id}", user or f"u-{client_id}")
+            # like a page load with the client's default in-memory store: a group of its own;
+            # the clients of one group have one user (the client names groups after it)
+            model = ClientModel(
+                client_id, group or f"g-{client_id}", user or f"u-{group or client_id}"
+            )
         group = group or model.client_group_id
         user = user or model.user_id
         sent_cookie = model.cookie if base_cookie == "client's" else base_cookie

@@ -125,6 +125,33 @@ def test_push_for_a_client_of_another_group_raises_invalid_push_and_changes_noth
     )
 
 
+def test_push_for_another_users_client_of_the_same_group_raises_invalid_push() -> None:
+    """Stricter than the original (which runs it with the pusher's auth): a legitimate
+    group has one user, so this is a forgery."""
+    driver = RoomDriver()
+    driver.connect("alice-c", group="g", user="alice")
+    driver.connect("mallory-c", group="g", user="mallory")
+    driver.push("alice-c", 1)
+    driver.turn()
+
+    driver.assert_rejected(
+        InvalidPush,
+        lambda: driver.push("mallory-c", mutation(1), mutation(2, client_id="alice-c")),
+        match=r"^Push for client mallory-c contains mutation for client alice-c which belongs "
+        r"to another user\.$",
+    )
+
+
+def test_push_recovering_a_client_of_the_same_user_and_group_is_accepted() -> None:
+    driver = RoomDriver()
+    driver.connect("tab1", group="g", user="alice")
+    driver.connect("tab2", group="g", user="alice")
+    driver.push("tab2", mutation(1, client_id="tab1"), mutation(1))
+    driver.turn()
+    assert driver.room.state.clients["tab1"].last_mutation_id == 1
+    assert driver.room.state.clients["tab2"].last_mutation_id == 1
+
+
 def test_push_whose_body_names_another_group_than_the_pushers_raises_invalid_push() -> None:
     driver = RoomDriver()
     driver.connect("c1", group="g1")

@@ -111,28 +111,29 @@ async def test_no_frame_tells_another_client_a_client_group_id(server: Harness) 
         assert "alice-c" not in poke["lastMutationIDChanges"]
 
 
-async def test_another_users_client_in_the_same_group_is_pushed_for_with_the_pushers_auth(
+async def test_another_users_client_in_the_same_group_cannot_be_pushed_for(
     server: Harness,
 ) -> None:
-    """What we do (as the original, spec 3.2): within one client group, a push may carry
-    mutations of any client of the group (mutation recovery), and they run with the PUSHER's
-    auth. The client names its group after userID and roomID, so a legitimate group has one
-    user; a second user gets in only with a group ID it was never sent. If it has one, it can
-    make mutations in the name of the group's other clients (its own auth in ``tx.auth``) and
-    consume their mutation ids; it still cannot connect as one of them (Unexpected userID)."""
+    """Within one client group a push may carry mutations of the group's other clients
+    (mutation recovery), but not of another user's client: the original accepts those (and
+    runs them with the pusher's auth); reflectd refuses them with InvalidPush, stores nothing,
+    and the victim's mutation ids stay its own. The forger cannot connect as the victim's
+    client either (Unexpected userID)."""
     alice = await server.connect("alice-c", user_id="alice", client_group_id="g-shared")
     await alice.mutate("put", {"key": "k", "value": 1})
     mallory = await server.connect("mallory-c", user_id="mallory", client_group_id="g-shared")
     await mallory.push("saveAuth", None, client_id="alice-c", mutation_id=2)
-    await mallory.sync_until(lambda c: c.data.get("auth") is not None)
-    assert await server.values() == {"k": 1, "auth": {"userID": "mallory"}}
-    assert (await server.snapshot()).clients["alice-c"].last_mutation_id == 2
-    # alice's own mutation 2 is now a duplicate: skipped
-    await alice.push("put", {"key": "k", "value": 2}, mutation_id=2)
-    await alice.sync_until(lambda c: c.data.get("auth") is not None)
-    await alice.ping()
-    assert (await server.values())["k"] == 1
-    # connecting as alice's client is refused
+    message = await mallory.expect_error("InvalidPush")
+    assert message == (
+        "Push for client mallory-c contains mutation for client alice-c which belongs to "
+        "another user."
+    )
+    await mallory.expect_closed()
+    assert await server.values() == {"k": 1}
+    assert (await server.snapshot()).clients["alice-c"].last_mutation_id == 1
+    await alice.mutate("put", {"key": "k", "value": 2})  # id 2 is still hers
+    assert alice.lmid == 2
+    assert (await server.values())["k"] == 2
     params = connect_params(
         client_id="alice-c", user_id="mallory", client_group_id="g-shared", room_id="r1"
     )

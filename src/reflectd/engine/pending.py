@@ -65,12 +65,17 @@ def plan_push(
     clients: Mapping[str, ClientRecord],
     *,
     pusher_id: str,
+    pusher_user_id: str,
     push: PushBody,
     auth: Mapping[str, Any],
     clock_offset_ms: float,
     now_ms: int,
 ) -> PushPlan:
-    """Validate ``push`` against the stored records and the queue; raise ``InvalidPush``."""
+    """Validate ``push`` against the stored records and the queue; raise ``InvalidPush``.
+
+    A push may carry mutations of other clients of its group (mutation recovery), but not of
+    a client of another user: unlike the original, which accepts those (a legitimate group
+    has one user; the mutations would run with the pusher's auth in the victim's name)."""
     for client_id in dict.fromkeys(m.client_id for m in push.mutations):
         group = _client_group(queue, clients, client_id)
         if group is not None and group != push.client_group_id:
@@ -78,6 +83,12 @@ def plan_push(
                 f"Push for client {pusher_id} with clientGroupID {push.client_group_id} "
                 f"contains mutation for client {client_id} which belongs to clientGroupID "
                 f"{group}."
+            )
+        record = clients.get(client_id)
+        if record is not None and record.user_id and record.user_id != pusher_user_id:
+            raise InvalidPush(
+                f"Push for client {pusher_id} contains mutation for client {client_id} "
+                "which belongs to another user."
             )
     plan = PushPlan(clock_offset_ms=clock_offset_ms)
     previous: dict[str, int] = {}

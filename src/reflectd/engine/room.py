@@ -215,6 +215,7 @@ class Room:
             self.queue,
             self.state.clients,
             pusher_id=client_id,
+            pusher_user_id=connection.user_id,
             push=push,
             auth=connection.auth,
             clock_offset_ms=next_clock_offset(connection.clock_offset_ms, push, now_ms),
