@@ -1,6 +1,8 @@
 """The crash scenario: real clients under load, ``kill -9`` of ``reflectd serve`` at random
 points, restart on the same port and database, repeat; then check that nothing the server
-acknowledged was lost and that the data is exactly what the applied mutations make.
+acknowledged was lost and that the data is exactly what the applied mutations make. The
+server stores its data in a SQLite file (``SQLiteFile``) or in a fresh PostgreSQL schema
+(``PostgresSchema``).
 
 Used by ``tests/reliability/test_crash.py`` (CI, a few dozen kills) and ``scripts/crash-test``
 (any number of kills; prints the figures).
@@ -9,9 +11,11 @@ The model. Each client makes, one after another (with up to ``in_flight`` unconf
 time), ``increment {key: "count", delta: 1..3}`` and ``appendToList {key: "log", item}``
 with items unique to the run. The driver reports a mutation's id once the server confirmed it
 (a poke with ``lastMutationIDChanges[clientID] >= id`` was applied). At every kill point,
-once the process is dead, the database file is read (as the restarted server will read it):
-each client's ``last_mutation_id`` there says exactly which of its mutations are applied
-(ids 1..lmid). After the run, when every mutation's id is known, each kill point is checked:
+once the process is dead (and, with PostgreSQL, once PostgreSQL has ended its sessions), the
+database is read as the restarted server will read it: each client's ``last_mutation_id``
+there says exactly which of its mutations are applied (ids 1..lmid). Each kill point is then
+checked against the mutations made so far (a client's n-th mutation has id n, which the end
+of the run verifies for every mutation):
 
 - every mutation confirmed before the kill has ``id <= lmid`` (nothing acknowledged lost);
 - ``count`` equals the sum of the deltas of the applied increments, and ``log`` holds the
@@ -25,6 +29,7 @@ server-ahead error or a refused poke (``NodeClients.assert_healthy``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import random
@@ -38,9 +43,14 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg  # type: ignore[import-untyped]
 
 from interop.harness import NodeClients, ServerProcess, free_port, server_command
+from reflectd.storage.migrations.postgres import quote_ident
+from reflectd.storage.postgres import PostgresURL
 
 from .proxy import HoldingProxy
 
@@ -76,7 +86,194 @@ class Stored:
 
 
 @dataclass
+class RoomRows:
+    """One room as stored: each client's ``last_mutation_id``, the live entries' values."""
+
+    lmids: dict[str, int] = field(default_factory=dict)  # clientID -> last_mutation_id
+    values: dict[str, Any] = field(default_factory=dict)  # key -> value (no tombstones)
+
+
+class Storage(Protocol):
+    """Where the server under test keeps its data, and how the scenario reads it."""
+
+    #: what ``reflectd serve --db`` gets
+    db: str
+    #: more ``reflectd serve`` options
+    serve_options: list[str]
+    #: for the report
+    description: str
+
+    def prepare(self) -> None:
+        """Before the first start: make sure the storage holds nothing yet."""
+
+    def check_serving(self) -> None:
+        """Once the server is ready: ``settle`` will see what it has to wait for."""
+
+    def settle(self) -> float:
+        """Once the server process is dead: wait until nothing it started can still change
+        the data; returns the seconds waited."""
+
+    def read(self, rooms: list[str]) -> dict[str, RoomRows]:
+        """The rooms as the restarted server will find them."""
+
+
+class SQLiteFile:
+    """The server's data in a SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = str(path)
+        self.serve_options: list[str] = []
+        self.description = f"SQLite file {path}"
+
+    def prepare(self) -> None:
+        pass
+
+    def check_serving(self) -> None:
+        pass
+
+    def settle(self) -> float:
+        return 0.0  # the dead process wrote all it will write
+
+    def read(self, rooms: list[str]) -> dict[str, RoomRows]:
+        stored: dict[str, RoomRows] = {}
+        with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as conn:
+            for room in rooms:
+                clients = conn.execute(
+                    "SELECT client_id, last_mutation_id FROM clients WHERE room_id = ?", (room,)
+                )
+                entries = conn.execute(
+                    "SELECT key, deleted, value FROM entries WHERE room_id = ?", (room,)
+                )
+                stored[room] = RoomRows(
+                    lmids=dict(clients),
+                    values={
+                        key: json.loads(value) for key, deleted, value in entries if not deleted
+                    },
+                )
+        return stored
+
+
+class PostgresSchema:
+    """The server's data in a PostgreSQL schema that does not exist yet: ``url`` names it
+    (``?schema=NAME``, see ``schema_url``). The server runs as one node with a fixed
+    ``--node-id``, as a supervisor restarts it: the restarted process takes its rooms' leases
+    back at once. Its sessions carry an application name of their own, so that after a kill
+    the scenario can wait for PostgreSQL to end them: until then a ``COMMIT`` the dead
+    process sent may still land.
+    """
+
+    def __init__(self, url: str) -> None:
+        query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+        if not any(name == "schema" for name, _ in query):
+            raise ValueError(f"{url}: name a fresh schema (?schema=NAME, see schema_url)")
+        run = uuid.uuid4().hex[:8]
+        self.application_name = f"reflectd-crash-{run}"
+        self.db = _with_query(url, application_name=self.application_name)
+        parsed = PostgresURL.parse(url)
+        self.dsn = parsed.dsn
+        self.schema = parsed.schema
+        self.serve_options = ["--node-id", f"crash-{run}"]
+        self.description = f"PostgreSQL {parsed.display}, schema {self.schema}"
+
+    def prepare(self) -> None:
+        async def check() -> None:
+            conn = await asyncpg.connect(self.dsn, timeout=10)
+            try:
+                exists = await conn.fetchval(
+                    "SELECT count(*) FROM pg_namespace WHERE nspname = $1", self.schema
+                )
+            finally:
+                await conn.close()
+            assert not exists, f"schema {self.schema} exists already: the scenario needs a new one"
+
+        asyncio.run(check())
+
+    def check_serving(self) -> None:
+        sessions = asyncio.run(self._sessions())
+        assert sessions, f"no PostgreSQL session is named {self.application_name}"
+
+    async def _sessions(self) -> int:
+        conn = await asyncpg.connect(self.dsn, timeout=10)
+        try:
+            sessions: int = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                self.application_name,
+            )
+        finally:
+            await conn.close()
+        return sessions
+
+    def settle(self, timeout_s: float = 30.0) -> float:
+        started = time.monotonic()
+        while asyncio.run(self._sessions()):
+            if time.monotonic() - started > timeout_s:
+                raise AssertionError(
+                    f"PostgreSQL still runs sessions of the killed server after {timeout_s:.0f} s"
+                )
+            time.sleep(0.005)
+        return time.monotonic() - started
+
+    def read(self, rooms: list[str]) -> dict[str, RoomRows]:
+        schema = quote_ident(self.schema)
+
+        async def read() -> dict[str, RoomRows]:
+            conn = await asyncpg.connect(self.dsn, timeout=10)
+            try:
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    clients = await conn.fetch(
+                        f"SELECT room_id, client_id, last_mutation_id FROM {schema}.clients"
+                        " WHERE room_id = ANY($1::text[])",
+                        rooms,
+                    )
+                    entries = await conn.fetch(
+                        f"SELECT room_id, key, deleted, value FROM {schema}.entries"
+                        " WHERE room_id = ANY($1::text[])",
+                        rooms,
+                    )
+            finally:
+                await conn.close()
+            stored = {room: RoomRows() for room in rooms}
+            for room, client_id, lmid in clients:
+                stored[room].lmids[client_id.decode()] = lmid
+            for room, key, deleted, value in entries:
+                if not deleted:
+                    stored[room].values[key.decode()] = json.loads(value)
+            return stored
+
+        return asyncio.run(read())
+
+    def drop(self) -> None:
+        """Drop the schema (after a run)."""
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(self.dsn, timeout=10)
+            try:
+                await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(self.schema)} CASCADE")
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
+
+
+def schema_url(url: str, schema: str) -> str:
+    """``url`` (a PostgreSQL URL naming no schema) with ``?schema=schema``."""
+    query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    if any(name == "schema" for name, _ in query):
+        raise ValueError(f"{url} names a schema already: give the database's URL")
+    return _with_query(url, schema=schema)
+
+
+def _with_query(url: str, **params: str) -> str:
+    """``url`` with the query parameters ``params`` (replacing those of the same name)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    return urlunsplit(parts._replace(query=urlencode([*query, *params.items()])))
+
+
+@dataclass
 class Report:
+    storage: str = ""
     kills: int = 0
     kills_under_load: int = 0
     mutations: int = 0
@@ -86,6 +283,7 @@ class Report:
     rooms: int = 0
     seconds: float = 0.0
     restart_s: list[float] = field(default_factory=list)
+    settle_s: list[float] = field(default_factory=list)  # kill to the storage being final
     unconfirmed_at_kill: list[int] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -93,7 +291,17 @@ class Report:
         median = restarts[len(restarts) // 2] if restarts else float("nan")
         worst = restarts[-1] if restarts else float("nan")
         in_flight = self.unconfirmed_at_kill
+        settles = sorted(self.settle_s)
+        settled = (
+            [
+                "the killed server's PostgreSQL sessions ended after: median "
+                f"{settles[len(settles) // 2] * 1000:.0f} ms, max {settles[-1] * 1000:.0f} ms"
+            ]
+            if settles and settles[-1] > 0
+            else []
+        )
         return [
+            f"storage: {self.storage}",
             f"kill -9 points survived: {self.kills} ({self.kills_under_load} with mutations "
             f"confirmed since the restart, the others during reconnects)",
             f"clients: {self.clients} in {self.rooms} rooms; mutations made and confirmed: "
@@ -102,17 +310,23 @@ class Report:
             f"exact applied/not-applied checks: {self.checks}",
             "mutations unconfirmed at the kill (sent or queued, mean/max): "
             f"{sum(in_flight) / max(1, len(in_flight)):.1f}/{max(in_flight, default=0)}",
+            *settled,
             f"restart to ready: median {median:.2f} s, max {worst:.2f} s; "
             f"whole run {self.seconds:.0f} s",
         ]
 
 
 class CrashScenario:
+    """``kills`` kill points against ``reflectd serve`` on a SQLite file in ``workdir``, or,
+    with ``postgres``, in the PostgreSQL schema that URL names (``?schema=``; it must not
+    exist yet: see ``schema_url``). The logs go to ``workdir``."""
+
     def __init__(
         self,
         workdir: Path,
         *,
         kills: int,
+        postgres: str | None = None,
         rooms: int = 3,
         clients_per_room: int = 2,
         in_flight: int = 4,
@@ -122,6 +336,11 @@ class CrashScenario:
     ) -> None:
         self.workdir = workdir
         self.kills = kills
+        self.storage: Storage = (
+            SQLiteFile(workdir / "data" / "data.sqlite3")
+            if postgres is None
+            else PostgresSchema(postgres)
+        )
         self.in_flight = in_flight
         self.max_delay_s = max_delay_s
         self.seed = random.randrange(2**32) if seed is None else seed
@@ -145,7 +364,9 @@ class CrashScenario:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.kill_points: list[KillPoint] = []
-        self.report = Report(clients=len(self.room_of), rooms=rooms)
+        self.report = Report(
+            storage=self.storage.description, clients=len(self.room_of), rooms=rooms
+        )
 
     # ----------------------------------------------------------------- the run
 
@@ -155,7 +376,9 @@ class CrashScenario:
         port = free_port()
         data_dir = self.workdir / "data"
         argv, cwd, hint = server_command("reflectd", port=port, data_dir=data_dir)
-        self.db = data_dir / "data.sqlite3"
+        argv[argv.index("--db") + 1] = self.storage.db
+        argv += self.storage.serve_options
+        self.storage.prepare()
         server = ServerProcess(
             "reflectd",
             argv,
@@ -171,6 +394,7 @@ class CrashScenario:
         workers: list[threading.Thread] = []
         try:
             server.start()
+            self.storage.check_serving()
             for name, room in self.room_of.items():
                 opened = clients.open(name, server=proxy.url, room_id=room, user_id=name, auth=name)
                 self.client_ids[name] = opened["clientID"]
@@ -295,6 +519,7 @@ class CrashScenario:
             server.proc.send_signal(signal.SIGKILL)
         t = time.monotonic() - started
         server.stop(signal.SIGKILL)
+        self.report.settle_s.append(self.storage.settle())
         self.report.unconfirmed_at_kill.append(made - len(confirmed))
         point = KillPoint(index, t, under_load, len(confirmed), made)
         self._check_point(f"kill point {index} ({t:.1f} s)", confirmed, self._read_db())
@@ -308,24 +533,14 @@ class CrashScenario:
         count: dict[str, int] = {}
         log: dict[str, list[str]] = {}
         names = {cid: name for name, cid in self.client_ids.items()}
-        with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)) as conn:
-            for room in self.rooms:
-                for client_id, lmid in conn.execute(
-                    "SELECT client_id, last_mutation_id FROM clients WHERE room_id = ?", (room,)
-                ):
-                    if client_id in names:
-                        lmids[names[client_id]] = lmid
-                values = {
-                    key: json.loads(value)
-                    for key, deleted, value in conn.execute(
-                        "SELECT key, deleted, value FROM entries WHERE room_id = ?", (room,)
-                    )
-                    if not deleted
-                }
-                unknown = set(values) - {"count", "log"}
-                assert not unknown, f"room {room}: unexpected keys {unknown}"
-                count[room] = values.get("count", 0)
-                log[room] = values.get("log", [])
+        for room, rows in self.storage.read(self.rooms).items():
+            for client_id, lmid in rows.lmids.items():
+                if client_id in names:
+                    lmids[names[client_id]] = lmid
+            unknown = set(rows.values) - {"count", "log"}
+            assert not unknown, f"room {room}: unexpected keys {unknown}"
+            count[room] = rows.values.get("count", 0)
+            log[room] = rows.values.get("log", [])
         return Stored(lmids, count, log)
 
     # ----------------------------------------------------------------- the checks

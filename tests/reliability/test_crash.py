@@ -1,5 +1,7 @@
 """Crash safety: kill -9 of `reflectd serve` under real clients, again and again; nothing
-confirmed is lost and the data is exactly what the applied mutations make (see crash.py)."""
+confirmed is lost and the data is exactly what the applied mutations make (see crash.py).
+On SQLite, and on PostgreSQL in a fresh schema (the cluster tests' ``postgres_schema``
+fixture: skipped without PostgreSQL, failed under ``REFLECTD_REQUIRE_POSTGRES=1``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from .crash import CrashScenario, Op, Stored
+from cluster.conftest import POSTGRES_URL, postgres_schema
+
+from .crash import CrashScenario, Op, Stored, schema_url
+
+__all__ = ["postgres_schema"]  # the cluster tests' fixture: a fresh schema, dropped afterwards
 
 pytestmark = pytest.mark.interop
 
@@ -17,9 +23,24 @@ KILLS = int(os.environ.get("REFLECTD_CRASH_KILLS", "30"))
 
 
 def test_kill_9_under_load_loses_nothing_confirmed(node_ready: str, tmp_path: Path) -> None:
+    _run(tmp_path)
+
+
+@pytest.mark.postgres
+def test_kill_9_under_load_on_postgresql_loses_nothing_confirmed(
+    node_ready: str, postgres_schema: str, tmp_path: Path
+) -> None:
+    _run(tmp_path, postgres=schema_url(POSTGRES_URL, postgres_schema))
+
+
+def _run(tmp_path: Path, *, postgres: str | None = None) -> None:
     seed = os.environ.get("REFLECTD_CRASH_SEED")
     scenario = CrashScenario(
-        tmp_path, kills=KILLS, seed=None if seed is None else int(seed), progress=print
+        tmp_path,
+        kills=KILLS,
+        postgres=postgres,
+        seed=None if seed is None else int(seed),
+        progress=print,
     )
     print(f"crash scenario seed {scenario.seed} (REFLECTD_CRASH_SEED to repeat)")
     report = scenario.run()
