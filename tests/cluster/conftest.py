@@ -62,10 +62,13 @@ def postgres_schema() -> Iterator[str]:
     """A fresh schema for one test (dropped afterwards); skips without PostgreSQL."""
     problem = _probe()
     if problem is not None:
-        message = f"cluster tests need PostgreSQL at {POSTGRES_URL} ({problem})"
+        message = (
+            f"PostgreSQL not reachable at {POSTGRES_URL}; set REFLECTD_TEST_POSTGRES_URL "
+            f"({problem})"
+        )
         if os.environ.get("REFLECTD_REQUIRE_POSTGRES") == "1":
             pytest.fail(message + " and REFLECTD_REQUIRE_POSTGRES=1", pytrace=False)
-        pytest.skip(message + "; set REFLECTD_TEST_POSTGRES_URL")
+        pytest.skip(message)
     schema = f"reflectd_cluster_{uuid.uuid4().hex[:12]}"
     yield schema
     _drop_schema(schema)
