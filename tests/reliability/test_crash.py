@@ -12,7 +12,8 @@ import pytest
 
 from cluster.conftest import POSTGRES_URL, postgres_schema
 
-from .crash import CrashScenario, Op, Stored, schema_url
+from .crash import CrashScenario, Op, Stored
+from .crash_storage import schema_url
 
 __all__ = ["postgres_schema"]  # the cluster tests' fixture: a fresh schema, dropped afterwards
 
