@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -53,12 +54,16 @@ async def authed() -> Any:
 # ------------------------------------------------------------------------- HTTP answers
 
 
-async def test_bad_version_segment_on_upgrade_gets_plain_text_500(server: Harness) -> None:
+async def test_bad_version_segment_on_upgrade_gets_plain_text_500(
+    server: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     with pytest.raises(InvalidStatus) as caught:
         await connect(server.connect_url(connect_params(), version="foo"))
     response = caught.value.response
     assert response.status_code == 500
     assert bytes(response.body) == b"invalid version found by withVersion, foo"
+    # a denial is an answer, not a failed handshake: nothing for the operator to look at
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_bad_version_segment_without_upgrade_gets_500_before_the_upgrade_check(

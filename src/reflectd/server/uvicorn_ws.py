@@ -10,7 +10,9 @@
 2. Less memory per idle connection (a process holds thousands): a lighter receive queue
    than ``asyncio.Queue`` (three deques and an Event), and the handshake's request and
    response are let go once the socket is accepted.
-3. Oversized upgrade requests are answered. websockets (>= 15) refuses a request line or a
+3. A denial response (``websocket.http.response.*``) completes the handshake: uvicorn 0.54
+   logged "ASGI callable returned without completing handshake" after every one.
+4. Oversized upgrade requests are answered. websockets (>= 15) refuses a request line or a
    header line over 8 KiB (a very long roomID or auth token) with a 414 or 431 response that
    uvicorn 0.54's ``WebSocketsSansIOProtocol`` never writes: the connection stayed open,
    unanswered, until the client gave up. This writes that response and closes.
@@ -98,6 +100,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
+        if self.initial_response is not None and self.close_sent:
+            # a denial response (``websocket.http.response.*``) went out in full: the
+            # handshake is over, so uvicorn must not log a failed one nor add its own 500
+            self.handshake_complete = True
         if self.handshake_complete and hasattr(self, "response"):
             del self.request, self.response  # not used again once the socket is accepted
 
