@@ -79,6 +79,23 @@ MaxRoomConnectionsOpt = Annotated[
         envvar="REFLECTD_MAX_CONNECTIONS_PER_ROOM", help="Most clients connected to one room."
     ),
 ]
+MaxFailedAuthOpt = Annotated[
+    int,
+    typer.Option(
+        envvar="REFLECTD_MAX_FAILED_AUTH_PER_MINUTE",
+        help="Failed REST authentications allowed per client address and minute; then 429 "
+        "until the minute ends (0: no limit).",
+        min=0,
+    ),
+]
+ForwardedAllowOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="REFLECTD_FORWARDED_ALLOW_IPS",
+        help="Proxies trusted to report the client's address in X-Forwarded-For "
+        "(comma-separated IPs or networks, or *); the address is what limits count.",
+    ),
+]
 MaxKeyOpt = Annotated[
     int, typer.Option(envvar="REFLECTD_MAX_KEY_BYTES", help="Largest user key, in UTF-8 bytes.")
 ]
@@ -145,6 +162,8 @@ def serve(
     max_mutations_per_push: MaxMutationsOpt = _limits.max_mutations_per_push,
     max_connections: MaxConnectionsOpt = _limits.max_connections,
     max_connections_per_room: MaxRoomConnectionsOpt = _limits.max_connections_per_room,
+    max_failed_auth_per_minute: MaxFailedAuthOpt = _limits.max_failed_auth_per_minute,
+    forwarded_allow_ips: ForwardedAllowOpt = "127.0.0.1",
     max_key_bytes: MaxKeyOpt = _engine.max_key_bytes,
     max_value_bytes: MaxValueOpt = _engine.max_value_bytes,
     static_dir: StaticOpt = None,
@@ -175,6 +194,7 @@ def serve(
             max_mutations_per_push=max_mutations_per_push,
             max_connections=max_connections,
             max_connections_per_room=max_connections_per_room,
+            max_failed_auth_per_minute=max_failed_auth_per_minute,
         ),
         engine=replace(_engine, max_key_bytes=max_key_bytes, max_value_bytes=max_value_bytes),
     )
@@ -190,6 +210,7 @@ def serve(
         ws_per_message_deflate=False,
         ws=WebSocketProtocol,
         server_header=False,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     _DrainingServer(config, server).run()
 

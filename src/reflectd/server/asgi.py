@@ -35,6 +35,7 @@ from reflectd.server.rest.commands import RoomCommands
 from reflectd.server.rest.keys import KeyRing
 from reflectd.server.rest.openapi import OPENAPI_PATH, openapi_endpoint
 from reflectd.server.rest.routes import RestApi
+from reflectd.server.rest.throttle import FailedAuthThrottle
 from reflectd.server.rooms import RoomRegistry
 from reflectd.server.settings import ServerSettings
 from reflectd.server.sync import SyncEndpoints, bad_version, is_version_segment
@@ -120,6 +121,7 @@ class ReflectServer:
             commands,
             KeyRing(store, self.settings.api_key),
             app_id=self.settings.app_id,
+            throttle=FailedAuthThrottle(self.settings.limits.max_failed_auth_per_minute),
         )
         logger.info("reflectd ready (storage: %s)", self.settings.db)
 

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from reflectd import App, WriteTransaction
 from reflectd.server.asgi import ReflectServer
 from reflectd.server.rest.keys import new_key_record
-from reflectd.server.settings import ServerSettings
+from reflectd.server.settings import Limits, ServerSettings
 from reflectd.storage.base import Backend, Permission
 
 from ..harness import in_thread
@@ -48,8 +48,15 @@ def make_app() -> App:
     return App(mutators={"put": put}, room_start_handler=start_handler, env={})
 
 
-def settings(db: str = "memory://") -> ServerSettings:
-    return ServerSettings(db=db, api_key=ENV_KEY, app_id=APP_ID)
+def settings(db: str = "memory://", *, max_failed_auth_per_minute: int = 0) -> ServerSettings:
+    """These tests fail to authenticate on purpose, hundreds of times: no throttle, unless
+    asked (test_throttle.py)."""
+    return ServerSettings(
+        db=db,
+        api_key=ENV_KEY,
+        app_id=APP_ID,
+        limits=Limits(max_failed_auth_per_minute=max_failed_auth_per_minute),
+    )
 
 
 @dataclass
@@ -79,6 +86,7 @@ class Rest:
         body: bytes | str | None = None,
         key: str | None = ENV_KEY,
         app_id: str = APP_ID,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """``command`` (e.g. ``rooms:create``) in a route shape: ``seed`` (/v1/apps/{app-id},
         Basic) or ``original`` (/api/v1, x-reflect-api-key)."""
@@ -91,6 +99,7 @@ class Rest:
             path = f"/api/v1/{command}"
             headers = {} if key is None else {"x-reflect-api-key": key}
         url = path + (f"?{query}" if query else "")
+        headers.update(extra_headers or {})
         return await self.http.request(method, url, headers=headers, content=body)
 
     async def ok(self, shape: str, method: str, command: str, *args: Any, **kwargs: Any) -> Any:
@@ -127,8 +136,12 @@ def assert_unauthorized(response: httpx.Response, shape: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def in_process(db: str = "memory://") -> AsyncIterator[Rest]:
-    server = ReflectServer(make_app(), settings(db))
+async def in_process(
+    db: str = "memory://", *, max_failed_auth_per_minute: int = 0
+) -> AsyncIterator[Rest]:
+    server = ReflectServer(
+        make_app(), settings(db, max_failed_auth_per_minute=max_failed_auth_per_minute)
+    )
     await server.start()  # what the lifespan does; the ASGI transport does not run it
     transport = httpx.ASGITransport(app=server.asgi)
     try:
@@ -240,9 +253,14 @@ def _free_socket() -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def served(db: str = "memory://") -> AsyncIterator[Live]:
-    """reflectd under uvicorn (its lifespan runs ``start``) on a free port, in this loop."""
-    server = ReflectServer(make_app(), settings(db))
+async def served(
+    db: str = "memory://", *, max_failed_auth_per_minute: int = 0
+) -> AsyncIterator[Live]:
+    """reflectd under uvicorn (its lifespan runs ``start``; it trusts X-Forwarded-For from
+    127.0.0.1, as by default) on a free port, in this loop."""
+    server = ReflectServer(
+        make_app(), settings(db, max_failed_auth_per_minute=max_failed_auth_per_minute)
+    )
     sock = _free_socket()
     config = uvicorn.Config(
         server.asgi, log_config=None, lifespan="on", ws_per_message_deflate=False

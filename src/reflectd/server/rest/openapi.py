@@ -411,13 +411,23 @@ STATUS_TEXT = {
     409: "Conflict",
     410: "Gone",
     413: "Content Too Large",
+    429: "Too Many Requests",
     500: "Internal Server Error",
 }
 
 
 def failures(shape: str, command: Command, permission: str) -> list[Failure]:
     """Every way a route fails, in the order the server checks."""
-    found = []
+    found = [
+        Failure(
+            429,
+            "this address failed to authenticate too often in the last minute (see "
+            "`--max-failed-auth-per-minute`; checked first, with `Retry-After`)",
+            "Too many failed authentications from 203.0.113.7; retry in 42 s"
+            if shape == "seed"
+            else "Too Many Requests",
+        )
+    ]
     if shape == "seed":
         found += [
             Failure(
@@ -486,10 +496,10 @@ def _ref(kind: str, name: str) -> JSON:
 
 def _plain_text(shape: str, command: Command, status: int) -> bool:
     """Whether the answer is plain text: 500s, and in the original's shapes its 401 and the
-    answers it forwards from a room (as the original does)."""
+    answers it forwards from a room (as the original does), and its 429."""
     if status == 500:
         return True
-    return shape != "seed" and (status == 401 or status in command.plain_text)
+    return shape != "seed" and (status in (401, 429) or status in command.plain_text)
 
 
 def _failure_body(shape: str, command: Command, failure: Failure) -> Any:
@@ -720,7 +730,8 @@ The Rooms REST API of reflectd, in two shapes with the same commands and semanti
 Every key has permissions: `rooms:read` (list, contents), `rooms:create`, `rooms:close`,
 `rooms:delete`, `connections:invalidate`. The key is checked first (401), then the path (404),
 the method (405), the permission (403), the query and body (400, strict: what a command does
-not take must be absent) and the command itself.
+not take must be absent) and the command itself. Before all of these, an address that failed
+to authenticate too often in the last minute gets 429 with `Retry-After`.
 
 Success is `200 {"result": ...}`; errors are `{"error": {"code", "resource", "message"}}`
 with `code` the HTTP status. See docs/rest.md.

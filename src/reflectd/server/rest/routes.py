@@ -5,7 +5,8 @@
 
 Order of checks, as in the original: the key first (401 before any 404 or 405), then the
 app-id, the route (404), the method (405), the key's permission (403), then the command's
-strict query and body parsing (400) and the command itself.
+strict query and body parsing (400) and the command itself. Before all of them, an address
+that failed to authenticate too often gets 429 (``throttle``; the original has no such limit).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from reflectd.server.rest.parsing import (
     parse_query,
     single,
 )
+from reflectd.server.rest.throttle import FailedAuthThrottle
 from reflectd.storage.base import Permission
 
 logger = logging.getLogger(__name__)
@@ -202,10 +204,18 @@ ROUTES: tuple[RestRoute, ...] = (
 class RestApi:
     """The one place where REST requests are authenticated, routed and answered."""
 
-    def __init__(self, commands: RoomCommands, keys: KeyRing, *, app_id: str) -> None:
+    def __init__(
+        self,
+        commands: RoomCommands,
+        keys: KeyRing,
+        *,
+        app_id: str,
+        throttle: FailedAuthThrottle,
+    ) -> None:
         self.commands = commands
         self.keys = keys
         self.app_id = app_id
+        self.throttle = throttle
 
     async def __call__(self, request: Request) -> Response:
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
@@ -222,6 +232,17 @@ class RestApi:
             return PlainTextResponse(str(e) or type(e).__name__, 500)
 
     async def _handle(self, request: Request, path: str, *, original: bool) -> Response:
+        source = request.client.host if request.client is not None else ""
+        wait = self.throttle.retry_after(source)
+        if wait is not None:
+            headers = {"Retry-After": str(wait)}
+            if original:
+                return PlainTextResponse("Too Many Requests", 429, headers=headers)
+            response = api_error(
+                429, f"Too many failed authentications from {source}; retry in {wait} s"
+            )
+            response.headers.update(headers)
+            return response
         if original:
             presented = request.headers.get("x-reflect-api-key")
             if presented is None:
@@ -230,6 +251,7 @@ class RestApi:
             presented = _basic_key(request.headers.get("authorization"))
         principal = await self.keys.authenticate(presented, now_ms())
         if principal is None:
+            self.throttle.failed(source)
             if original:
                 return PlainTextResponse("Unauthorized", 401)
             raise ApiError(401, "Missing or unknown API key: send Authorization: Basic <api-key>")
