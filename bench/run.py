@@ -47,10 +47,12 @@ SCHEMA = "reflectd-bench/1"
 
 #: the real-client workloads (bench/node/bench.mjs) and the protocol-level ones (loadgen.py)
 NODE_WORKLOADS = ("closed", "open", "rooms", "connect")
-PROTO_WORKLOADS = ("proto-rooms", "fanout", "idle", "storm")
+PROTO_WORKLOADS = ("proto-rooms", "fanout", "idle", "storm", "soak")
 ALL_WORKLOADS = NODE_WORKLOADS + PROTO_WORKLOADS
+#: what runs unless --workloads says otherwise (the soak takes 10 minutes per server)
+DEFAULT_WORKLOADS = tuple(w for w in ALL_WORKLOADS if w != "soak")
 #: run once per comparison by default (they are long and have a target of their own)
-HEAVY_WORKLOADS = ("fanout", "idle", "storm")
+HEAVY_WORKLOADS = ("fanout", "idle", "storm", "soak")
 
 
 # ----------------------------------------------------------------------------------- metrics
@@ -109,6 +111,10 @@ METRICS: tuple[Metric, ...] = (
            _get("rssPerConnectionKiB")),
     Metric("storm", "all", "protocol: reconnect storm, all connected", "s", "lower",
            _ms_to_s(_get("allConnectedAfterReadyMs"))),
+    Metric("soak", "rss_growth", "protocol: soak, RSS growth", "%", "lower",
+           _get("rssGrowthPct")),
+    Metric("soak", "p99_drift", "protocol: soak, p99 last third / first third", "x", "lower",
+           _get("p99Drift")),
 )  # fmt: skip
 
 
@@ -280,6 +286,11 @@ class Sizes:
     idle_connections: int = 10_000
     storm_clients: int = 5000
     per_room: int = 10
+    #: mutations/s offered in the soak (100 rooms x 2 clients); 0: half of what a
+    #: proto-rooms run on the same server confirms just before
+    soak_rate: float = 0.0
+    soak_seconds: float = 600.0
+    soak_window: float = 30.0
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -288,7 +299,7 @@ class Sizes:
             closed_clients=3, closed_mutations=5, open_clients=2, open_mutations=20, rooms=3,
             rooms_mutations=5, connect_clients=3, proto_rooms=3, proto_mutations=5,
             fanout_clients=10, fanout_writers=2, fanout_duration=1.0, idle_connections=20,
-            storm_clients=20, per_room=5,
+            storm_clients=20, per_room=5, soak_rate=100.0, soak_seconds=2.0, soak_window=0.5,
         )  # fmt: skip
 
 
@@ -360,11 +371,30 @@ def run_proto(target: Target, workload: str, sizes: Sizes) -> dict[str, Any]:
             target.url, clients=sizes.storm_clients, clients_per_room=sizes.per_room,
             restart=target.restart_hooks(),
         )  # fmt: skip
+    elif workload == "soak":
+        coro = _soak(target, sizes)
     else:
         raise ValueError(workload)
     result: dict[str, Any] = loadgen.run_async(coro)
     if target.pid is not None:
         result["serverRssKiB"] = loadgen.rss_kib(target.pid)
+    return result
+
+
+async def _soak(target: Target, sizes: Sizes) -> dict[str, Any]:
+    """The soak at ``sizes.soak_rate``, or at half of what proto-rooms confirms first."""
+    rate, measured = sizes.soak_rate, None
+    if rate <= 0:
+        probe = await loadgen.rooms_workload(
+            target.url, rooms=sizes.proto_rooms, clients=sizes.proto_clients, mutations=100
+        )
+        measured = probe["confirmedPerSec"]
+        rate = measured / 2
+    result = await loadgen.soak_workload(
+        target.url, rooms=sizes.proto_rooms, clients=sizes.proto_clients, rate=rate,
+        duration=sizes.soak_seconds, window_s=sizes.soak_window, server_pid=target.pid,
+    )  # fmt: skip
+    result["maximumPerSec"] = measured
     return result
 
 
@@ -474,6 +504,12 @@ GOALS: tuple[dict[str, Any], ...] = (
      "kind": "value", "op": "<=", "bound": 30, "sizes": {"idle_connections": 10_000}},
     {"goal": "5,000 clients reconnecting within 20 s", "workload": "storm", "metric": "all",
      "kind": "value", "op": "<=", "bound": 20, "sizes": {"storm_clients": 5000}},
+    {"goal": "10-minute soak at half the maximum load: RSS growth < 5 %", "workload": "soak",
+     "metric": "rss_growth", "kind": "value", "op": "<", "bound": loadgen.SOAK_MAX_RSS_GROWTH_PCT,
+     "sizes": {"soak_seconds": 600.0, "soak_rate": 0.0}},
+    {"goal": "10-minute soak: p99 stable (last third <= 1.5x the first third)",
+     "workload": "soak", "metric": "p99_drift", "kind": "value", "op": "<=",
+     "bound": loadgen.SOAK_MAX_P99_DRIFT, "sizes": {"soak_seconds": 600.0, "soak_rate": 0.0}},
 )  # fmt: skip
 
 
@@ -491,7 +527,8 @@ def check_goals(
         value = row.get("ratio") if goal["kind"] == "ratio" else row["median"].get("reflectd")
         met = None
         if value is not None:
-            met = value <= goal["bound"] if goal["op"] == "<=" else value >= goal["bound"]
+            bound = goal["bound"]
+            met = {"<=": value <= bound, "<": value < bound, ">=": value >= bound}[goal["op"]]
         entry = {"goal": goal["goal"], "value": value, "met": met}
         other = {
             k: sizes[k] for k, v in goal["sizes"].items() if sizes is not None and sizes[k] != v
@@ -722,8 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workloads",
-        default=",".join(ALL_WORKLOADS),
-        help=f"comma-separated, from: {', '.join(ALL_WORKLOADS)}",
+        default=",".join(DEFAULT_WORKLOADS),
+        help=f"comma-separated, from: {', '.join(ALL_WORKLOADS)} (soak only when named)",
     )
     p.add_argument("-n", "--repetitions", type=int, default=5, help="repetitions")
     p.add_argument(

@@ -44,6 +44,39 @@ def test_idle_measures_rss_per_connection(reflectd: Target) -> None:
     assert result["rssPerConnectionKiB"] is not None
 
 
+def test_soak_confirms_what_it_offers_window_by_window(reflectd: Target) -> None:
+    assert reflectd.pid is not None
+    result = loadgen.run_async(
+        loadgen.soak_workload(
+            reflectd.url,
+            rooms=2,
+            clients=2,
+            rate=200,
+            duration=1.0,
+            window_s=0.25,
+            server_pid=reflectd.pid,
+        )
+    )
+    assert [w["endS"] for w in result["windows"]] == [0.25, 0.5, 0.75, 1.0]
+    assert 190 <= result["confirmed"] <= 210  # 200/s for 1 s, each client's schedule rounded
+    assert result["skippedSends"] == 0
+    assert all(w["rssKiB"] > 0 and w["p99Ms"] > 0 for w in result["windows"])
+    assert result["rssGrowthPct"] is not None and result["p99Drift"] is not None
+    assert result["errors"] == []
+
+
+def test_soak_verdict_flags_memory_growth_and_latency_drift() -> None:
+    def windows(rss: list[int], p99: list[float]) -> list[dict[str, object]]:
+        return [{"rssKiB": r, "p99Ms": p} for r, p in zip(rss, p99, strict=True)]
+
+    steady = loadgen.soak_verdict(windows([100, 101, 102, 102, 103, 103], [50, 10, 10, 11, 9, 10]))
+    assert steady == {"rssGrowthPct": 3.0, "p99Drift": 1.0, "stable": True}  # warm-up left out
+    leaking = loadgen.soak_verdict(windows([100, 102, 104, 106, 108, 110], [9] * 6))
+    assert leaking["rssGrowthPct"] == 10.0 and not leaking["stable"]
+    drifting = loadgen.soak_verdict(windows([100] * 6, [50, 10, 10, 14, 16, 20]))
+    assert drifting["p99Drift"] == 2.0 and not drifting["stable"]
+
+
 def test_storm_after_a_restart_reconnects_everyone(reflectd: Target) -> None:
     result = loadgen.run_async(
         loadgen.storm_workload(
