@@ -1,4 +1,4 @@
-"""uvicorn's sans-I/O WebSocket protocol, with two additions for reflectd.
+"""uvicorn's sans-I/O WebSocket protocol, with four changes for reflectd.
 
 1. Direct frame writes. A sync socket sends the same poke to every client of a room; going
    through ASGI's ``websocket.send`` costs, per client, an ``await``, a decode of the frame
