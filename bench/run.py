@@ -28,6 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,6 +289,8 @@ class Sizes:
     per_room: int = 10
     #: mutations/s offered in the soak (100 rooms x 2 clients); 0: half of what a
     #: proto-rooms run on the same server confirms just before
+    #: Node processes that share a real-client workload (one is the limit on 2 cores)
+    driver_procs: int = 1
     soak_rate: float = 0.0
     soak_seconds: float = 600.0
     soak_window: float = 30.0
@@ -313,23 +316,76 @@ def node_available() -> str | None:
 
 
 def run_node(target: Target, workload: str, sizes: Sizes, timeout: float) -> dict[str, Any]:
-    args = {
-        "closed": ["--clients", sizes.closed_clients, "--mutations", sizes.closed_mutations],
-        "open": ["--clients", sizes.open_clients, "--mutations", sizes.open_mutations],
-        "rooms": ["--rooms", sizes.rooms, "--clients", sizes.rooms_clients,
-                  "--mutations", sizes.rooms_mutations],
-        "connect": ["--clients", sizes.connect_clients],
+    """One workload with the real client, in ``sizes.driver_procs`` Node processes: the
+    clients (or rooms) are split between them, in the same room(s), and they all start
+    mutating at the same moment; their results are merged."""
+    procs = max(1, sizes.driver_procs)
+    total = {
+        "closed": sizes.closed_clients, "open": sizes.open_clients, "rooms": sizes.rooms,
+        "connect": sizes.connect_clients,
     }[workload]  # fmt: skip
-    argv = ["node", str(DRIVER), "--server", target.url, "--workload", workload]
-    argv += [str(a) for a in args] + ["--timeout", str(int(timeout))]
-    proc = subprocess.run(argv, cwd=NODE_DIR, capture_output=True, text=True, timeout=timeout + 30)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        raise RuntimeError(
-            f"node driver printed no result (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    shares = [total // procs + (1 if i < total % procs else 0) for i in range(procs)]
+    room = f"{workload}-{uuid.uuid4().hex[:10]}"
+    start_at = int(time.time() * 1000) + 2000 + 20 * max(shares)  # after every connect
+    running = []
+    for i, share in enumerate(s for s in shares if s > 0):
+        args = {
+            "closed": ["--clients", share, "--mutations", sizes.closed_mutations],
+            "open": ["--clients", share, "--mutations", sizes.open_mutations],
+            "rooms": ["--rooms", share, "--clients", sizes.rooms_clients,
+                      "--mutations", sizes.rooms_mutations],
+            "connect": ["--clients", share],
+        }[workload]  # fmt: skip
+        argv = ["node", str(DRIVER), "--server", target.url, "--workload", workload]
+        argv += [str(a) for a in args] + ["--timeout", str(int(timeout))]
+        argv += [
+            "--room",
+            f"{room}-{i}" if workload == "rooms" else room,
+            "--user-prefix",
+            f"p{i}u",
+        ]
+        if procs > 1 and workload != "connect":
+            argv += ["--start-at", str(start_at)]
+        running.append(
+            subprocess.Popen(
+                argv, cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
         )
-    raw: dict[str, Any] = json.loads(lines[-1])
-    return condense_node(raw)
+    raws = []
+    for proc in running:
+        out, err = proc.communicate(timeout=timeout + 30)
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        if not lines:
+            raise RuntimeError(
+                f"node driver printed no result (exit {proc.returncode}): {err[-2000:]}"
+            )
+        raws.append(json.loads(lines[-1]))
+    result = condense_node(merge_node(raws))
+    result["driverProcs"] = len(raws)
+    return result
+
+
+def merge_node(raws: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The results of several drivers of one workload as one: samples and counts add up;
+    throughput is what all confirmed over the span from the first start to the last
+    confirmation."""
+    if len(raws) == 1:
+        return dict(raws[0])
+    merged: dict[str, Any] = dict(raws[0])
+    for key in ("roundTripMs", "visibilityMs", "confirmLatencyMs", "connectMs"):
+        if key in merged:
+            merged[key] = [v for raw in raws for v in raw.get(key, [])]
+    for key in ("clients", "rooms", "mutations", "confirmed", "driverCpuMs", "clientErrors"):
+        if key in merged:
+            merged[key] = sum(raw.get(key, 0) for raw in raws)
+    merged["ok"] = all(raw.get("ok") for raw in raws)
+    merged["clientErrorSamples"] = [e for raw in raws for e in raw.get("clientErrorSamples", [])]
+    if all("startedAtEpochMs" in raw for raw in raws):
+        start = min(raw["startedAtEpochMs"] for raw in raws)
+        end = max(raw["lastConfirmedAtEpochMs"] for raw in raws)
+        merged["elapsedMs"] = end - start
+        merged["confirmedPerSec"] = round(merged["confirmed"] * 1000 / max(1, end - start), 3)
+    return merged
 
 
 def condense_node(raw: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,9 @@
 //            --rate per client): confirmed mutations/s
 //   rooms    R rooms x N clients x M mutations, open loop: aggregate confirmed mutations/s
 //   connect  K clients open one after the other in one room: connect time
+// Several drivers can share one workload (bench/run.py --driver-procs): --room names the room
+// (closed, open, connect; rooms: the prefix of the rooms), --user-prefix keeps their userIDs
+// apart, and --start-at (epoch ms) makes them all start mutating at the same moment.
 // Prints one JSON object on stdout (everything else goes to stderr) and exits.
 //
 // CONFIRMATION. Every mutation is `echo({key: 'e/<clientID>', seq})`, which writes
@@ -83,13 +86,17 @@ const {values: opt} = parseArgs({
     settle: {type: 'string', default: '300'},
     timeout: {type: 'string', default: '120'},
     tag: {type: 'string', default: ''},
+    room: {type: 'string'},
+    'user-prefix': {type: 'string', default: 'u'},
+    'start-at': {type: 'string'},
     help: {type: 'boolean', default: false},
   },
 });
 if (opt.help) {
   process.stdout.write(
     'usage: node bench.mjs --server URL --workload closed|open|rooms|connect ' +
-      '[--clients N] [--mutations M] [--rooms R] [--rate PER_CLIENT_PER_S] [--settle MS] [--timeout S]\n',
+      '[--clients N] [--mutations M] [--rooms R] [--rate PER_CLIENT_PER_S] [--settle MS] [--timeout S]\n' +
+      '      [--room ID] [--user-prefix P] [--start-at EPOCH_MS]\n',
   );
   process.exit(0);
 }
@@ -110,7 +117,13 @@ const RATE = Number(opt.rate);
 const TIMEOUT_MS = Number(opt.timeout) * 1000;
 const run = `${opt.tag || 'b'}${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
 
+const U = opt['user-prefix'];
+const roomName = kind => opt.room ?? `${kind}-${run}`;
 const now = () => performance.now();
+const epoch = t => Math.round(performance.timeOrigin + t);
+// after connecting: wait for the shared start time, or settle for --settle ms
+const startSignal = () =>
+  sleep(opt['start-at'] !== undefined ? Math.max(0, Number(opt['start-at']) - Date.now()) : Number(opt.settle));
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 const round = v => Math.round(v * 1000) / 1000;
 
@@ -192,8 +205,8 @@ function withTimeout(promise, what) {
 
 // ---- workloads -----------------------------------------------------------------------------------
 async function closedLoop() {
-  const clients = await openRoom(`closed-${run}`, N, 'u');
-  await sleep(Number(opt.settle));
+  const clients = await openRoom(roomName('closed'), N, U);
+  await startSignal();
   const sentAt = new Map();
   const visibility = [];
   if (N > 1) clients.forEach((c, i) => observe(clients[(i + 1) % N], c, sentAt, visibility));
@@ -233,7 +246,7 @@ async function closedLoop() {
 
 // Every client fires M mutations without waiting for confirmation (paced when RATE > 0).
 async function openLoop(clients) {
-  await sleep(Number(opt.settle));
+  await startSignal();
   const sentAt = [];
   const t0 = now();
   let lastSent = t0;
@@ -278,26 +291,28 @@ async function openLoop(clients) {
     sendMs: round(lastSent - t0),
     offeredPerSec: round((clients.length * M * 1000) / Math.max(1, lastSent - t0)),
     confirmedPerSec: round((confirmed * 1000) / Math.max(1, elapsed)),
+    startedAtEpochMs: epoch(t0),
+    lastConfirmedAtEpochMs: epoch(lastConfirmed),
     confirmLatencyMs: latency.map(round),
   };
 }
 
 async function oneRoomOpen() {
-  const clients = await openRoom(`open-${run}`, N, 'u');
+  const clients = await openRoom(roomName('open'), N, U);
   return {clients, result: {clients: N, perClient: M, ratePerClient: RATE, ...(await openLoop(clients))}};
 }
 
 async function manyRooms() {
-  const rooms = await Promise.all(Array.from({length: R}, (_, i) => openRoom(`rooms-${run}-${i}`, N, `r${i}u`)));
+  const rooms = await Promise.all(Array.from({length: R}, (_, i) => openRoom(`${roomName('rooms')}-${i}`, N, `r${i}${U}`)));
   const clients = rooms.flat();
   return {clients, result: {rooms: R, clientsPerRoom: N, perClient: M, ratePerClient: RATE, ...(await openLoop(clients))}};
 }
 
 async function connect() {
   const clients = [];
-  const roomID = `connect-${run}`;
+  const roomID = roomName('connect');
   for (let i = 0; i < N; i++) {
-    const c = openClient(roomID, `u${i}`);
+    const c = openClient(roomID, `${U}${i}`);
     clients.push(c);
     await withTimeout(c.online, `client ${i} to connect`);
   }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.run import Sizes, Target, node_available, run_node
+from bench.run import Sizes, Target, merge_node, node_available, run_node
 
 pytestmark = pytest.mark.skipif(
     node_available() is not None,
@@ -37,3 +37,31 @@ def test_open_loop_and_connect(reflectd: Target) -> None:
     connect = run_node(reflectd, "connect", sizes, timeout=60)
     assert connect["ok"], connect
     assert connect["connect"]["count"] == 2
+
+
+def test_several_drivers_share_one_room_and_their_results_add_up(reflectd: Target) -> None:
+    sizes = Sizes(open_clients=3, open_mutations=4, closed_clients=2, closed_mutations=2)
+    sizes.driver_procs = 2
+    result = run_node(reflectd, "open", sizes, timeout=60)
+    assert result["ok"], result
+    assert result["driverProcs"] == 2
+    assert result["clients"] == 3
+    assert result["confirmed"] == result["mutations"] == 12
+    assert result["confirmLatency"]["count"] == 12
+    assert result["connect"]["count"] == 3
+    assert 0 < result["confirmedPerSec"] < 12 * 1000 / result["elapsedMs"] + 1
+    closed = run_node(reflectd, "closed", sizes, timeout=60)
+    assert closed["ok"], closed
+    assert closed["roundTrip"]["count"] == 4
+
+
+def test_merged_throughput_spans_from_the_first_start_to_the_last_confirmation() -> None:
+    one = {"ok": True, "confirmed": 100, "mutations": 100, "confirmLatencyMs": [1.0],
+           "startedAtEpochMs": 1000, "lastConfirmedAtEpochMs": 1500}  # fmt: skip
+    two = {"ok": True, "confirmed": 100, "mutations": 100, "confirmLatencyMs": [2.0],
+           "startedAtEpochMs": 1100, "lastConfirmedAtEpochMs": 2000}  # fmt: skip
+    merged = merge_node([one, two])
+    assert merged["confirmed"] == 200
+    assert merged["elapsedMs"] == 1000
+    assert merged["confirmedPerSec"] == 200
+    assert merged["confirmLatencyMs"] == [1.0, 2.0]
