@@ -681,22 +681,12 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def ensure_matplotlib(log: Callable[[str], None]) -> bool:
+    """Whether the chart can be drawn (matplotlib is in reflectd's dev extra)."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        req = BENCH_DIR / "requirements.txt"
-        log(
-            f"the chart needs matplotlib: installing {req} into {sys.prefix} "
-            "(pip install -r bench/requirements.txt; pass --no-chart to skip)"
-        )
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "-r", str(req)],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            log(f"could not install matplotlib, no chart: {proc.stderr.strip()[-500:]}")
-            return False
+        log("no chart: matplotlib is missing (scripts/bootstrap installs it; or --no-chart)")
+        return False
     return True
 
 

@@ -101,7 +101,6 @@ def test_summary_takes_medians_and_ratios_and_skips_failed_runs() -> None:
 
 
 def test_chart(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="matplotlib is not installed (bench/requirements.txt)")
     path = tmp_path / "chart.png"
     assert run.draw_chart(_fake_runs(), ["reflectd", "original"], path, lambda _: None)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
