@@ -79,6 +79,14 @@ MaxRoomConnectionsOpt = Annotated[
         envvar="REFLECTD_MAX_CONNECTIONS_PER_ROOM", help="Most clients connected to one room."
     ),
 ]
+MaxAddressConnectionsOpt = Annotated[
+    int,
+    typer.Option(
+        envvar="REFLECTD_MAX_CONNECTIONS_PER_ADDRESS",
+        help="Most sync connections from one client address (0: no limit).",
+        min=0,
+    ),
+]
 MaxFailedAuthOpt = Annotated[
     int,
     typer.Option(
@@ -162,6 +170,7 @@ def serve(
     max_mutations_per_push: MaxMutationsOpt = _limits.max_mutations_per_push,
     max_connections: MaxConnectionsOpt = _limits.max_connections,
     max_connections_per_room: MaxRoomConnectionsOpt = _limits.max_connections_per_room,
+    max_connections_per_address: MaxAddressConnectionsOpt = _limits.max_connections_per_address,
     max_failed_auth_per_minute: MaxFailedAuthOpt = _limits.max_failed_auth_per_minute,
     forwarded_allow_ips: ForwardedAllowOpt = "127.0.0.1",
     max_key_bytes: MaxKeyOpt = _engine.max_key_bytes,
@@ -194,6 +203,7 @@ def serve(
             max_mutations_per_push=max_mutations_per_push,
             max_connections=max_connections,
             max_connections_per_room=max_connections_per_room,
+            max_connections_per_address=max_connections_per_address,
             max_failed_auth_per_minute=max_failed_auth_per_minute,
         ),
         engine=replace(_engine, max_key_bytes=max_key_bytes, max_value_bytes=max_value_bytes),

@@ -15,7 +15,15 @@ from reflectd.server.settings import Limits, ServerSettings
 from reflectd.server.uvicorn_ws import WebSocketProtocol
 
 from .conftest import make_app
-from .harness import FRAME_TIMEOUT_S, Harness, connect_params, now_ms, push_frame, serve
+from .harness import (
+    FRAME_TIMEOUT_S,
+    Harness,
+    connect_params,
+    now_ms,
+    push_frame,
+    serve,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -209,3 +217,25 @@ async def test_a_connection_over_the_process_limit_is_refused() -> None:
         )
         message = await refused.expect_error("InvalidConnectionRequest")
         assert message == "the server is at its limit of 2 connections"
+
+
+async def test_connections_over_the_per_address_limit_are_refused_and_counted_per_client() -> None:
+    settings = ServerSettings(db="memory://", limits=Limits(max_connections_per_address=2))
+    async with serve(make_app(), settings) as harness:
+        first = await harness.connect("c1")
+        await harness.connect("c2", room_id="r2")
+        refused = await harness.open(
+            connect_params(client_id="c3", room_id="r3", client_group_id="g-c3"), client_id="c3"
+        )
+        message = await refused.expect_error("InvalidConnectionRequest")
+        assert message == "too many connections from 127.0.0.1 (the limit is 2)"
+        await refused.expect_closed()
+        # behind a trusted proxy (127.0.0.1 here) each forwarded client counts apart
+        forwarded = {"additional_headers": {"X-Forwarded-For": "203.0.113.5"}}
+        await harness.connect("c4", room_id="r4", options=forwarded)
+        # a closed socket frees its place
+        await first.ws.close()
+        await wait_until(
+            lambda: harness.server.sync is not None and len(harness.server.sync.sockets) == 2
+        )
+        await harness.connect("c5", room_id="r5")

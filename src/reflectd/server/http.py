@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -22,6 +22,12 @@ client_logger = logging.getLogger("reflectd.client")
 #: the client version this server speaks for
 REFLECT_SERVER_VERSION = "0.39.202402230127+b70f6b"
 CANARY_SOCKET_LIFETIME_S = 10.0
+
+
+def client_address(connection: HTTPConnection) -> str:
+    """Who is calling, as limits count it: the peer's address or, from a proxy uvicorn
+    trusts (``--forwarded-allow-ips``), the client address in its ``X-Forwarded-For``."""
+    return connection.client.host if connection.client is not None else ""
 
 
 async def root(request: Request) -> Response:

@@ -25,6 +25,8 @@ class Limits:
     max_connections: int = 50_000
     #: most clients connected to one room (counted on the room's owner)
     max_connections_per_room: int = 5_000
+    #: most sync connections from one client address (0: no limit)
+    max_connections_per_address: int = 0
     #: failed REST authentications allowed per address and minute, then 429 (0: no limit)
     max_failed_auth_per_minute: int = 20
 

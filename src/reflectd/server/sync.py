@@ -12,6 +12,7 @@ import itertools
 import logging
 import re
 import time
+from collections import Counter
 from functools import partial
 
 import msgspec
@@ -37,6 +38,7 @@ from reflectd.protocol.messages import PingBody, PullBody, PushBody
 from reflectd.server.actor import RoomActor, RoomUnavailable, now_ms
 from reflectd.server.auth import authenticate
 from reflectd.server.errors import api_error
+from reflectd.server.http import client_address
 from reflectd.server.proxy import PROXIED_HEADER, forward_request, proxy_socket
 from reflectd.server.rooms import NotOwner, RoomRegistry
 from reflectd.server.settings import ServerSettings
@@ -65,6 +67,8 @@ class SyncEndpoints:
         self.registry = registry
         self.settings = settings
         self.sockets: set[ClientSocket] = set()
+        #: open sockets per client address (``max_connections_per_address``)
+        self._per_address: Counter[str] = Counter()
         self._connection_ids = itertools.count(1)
 
     # ----------------------------------------------------------------------- connect
@@ -82,6 +86,8 @@ class SyncEndpoints:
             max_buffer_bytes=self.settings.limits.max_send_buffer_bytes,
         )
         self.sockets.add(socket)
+        address = client_address(websocket)
+        self._per_address[address] += 1
         try:
             actor = await self._open_or_proxy(socket, int(version.group(1)), protocol)
         except ProtocolError as e:
@@ -112,6 +118,9 @@ class SyncEndpoints:
                 )
         finally:
             self.sockets.discard(socket)
+            self._per_address[address] -= 1
+            if not self._per_address[address]:
+                del self._per_address[address]
             socket.close()
             await socket.closed()
 
@@ -149,6 +158,13 @@ class SyncEndpoints:
         if len(self.sockets) > limits.max_connections:
             raise InvalidConnectionRequest(
                 f"the server is at its limit of {limits.max_connections} connections"
+            )
+        address = client_address(websocket)
+        per_address = limits.max_connections_per_address
+        proxied = websocket.headers.get(PROXIED_HEADER) is not None  # counted where it came in
+        if per_address and not proxied and self._per_address[address] > per_address:
+            raise InvalidConnectionRequest(
+                f"too many connections from {address} (the limit is {per_address})"
             )
         if self.app.auth_handler is not None and protocol is None:
             raise InvalidConnectionRequest("auth required")

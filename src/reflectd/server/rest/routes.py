@@ -25,6 +25,7 @@ from starlette.responses import PlainTextResponse, Response
 from reflectd.errors import ApiError
 from reflectd.server.actor import now_ms
 from reflectd.server.errors import api_error
+from reflectd.server.http import client_address
 from reflectd.server.rest.commands import RoomCommands
 from reflectd.server.rest.keys import KeyRing
 from reflectd.server.rest.parsing import (
@@ -232,7 +233,7 @@ class RestApi:
             return PlainTextResponse(str(e) or type(e).__name__, 500)
 
     async def _handle(self, request: Request, path: str, *, original: bool) -> Response:
-        source = request.client.host if request.client is not None else ""
+        source = client_address(request)
         wait = self.throttle.retry_after(source)
         if wait is not None:
             headers = {"Retry-After": str(wait)}
