@@ -347,7 +347,8 @@ out = {
   clientErrorSamples: errors,
   totalMs: round(now() - started),
 };
-process.stdout.write(JSON.stringify(out) + '\n');
+// wait until it is written: process.exit would cut a large result short on a pipe
+await new Promise(resolve => process.stdout.write(JSON.stringify(out) + '\n', resolve));
 // closing hundreds of clients can take a while; the numbers are out already
 await Promise.race([Promise.allSettled(clients.map(c => c.r.close())), sleep(2000)]);
 process.exit(exitCode);
