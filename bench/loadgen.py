@@ -338,6 +338,30 @@ async def _quiet(clients: Sequence[ProtoClient], quiet_ms: float, limit_s: float
 # ------------------------------------------------------------------------------------ workloads
 
 
+async def _room_clients(
+    url: str,
+    prefix: str,
+    *,
+    rooms: int,
+    clients: int,
+    concurrency: int,
+    on_poke: Callable[[ProtoClient, dict[str, Any], float], None] | None = None,
+) -> tuple[list[ProtoClient], list[ProtoClient], list[float], int]:
+    """R fresh rooms x C clients, connected ``concurrency`` at a time, once their first pokes
+    have settled: (all clients, those connected, connect times in ms, connect failures)."""
+    base = ws_base(url)
+    tag = unique(prefix)
+    all_clients = [
+        ProtoClient(base, f"{tag}-{r}", user_id=f"u{i}", on_poke=on_poke)
+        for r in range(rooms)
+        for i in range(clients)
+    ]
+    connect_ms, failures = await _connect_all(all_clients, concurrency=concurrency)
+    live = [c for c in all_clients if c.ws is not None]
+    await _quiet(live, 300, 10)
+    return all_clients, live, connect_ms, failures
+
+
 async def rooms_workload(
     url: str,
     *,
@@ -350,16 +374,9 @@ async def rooms_workload(
 ) -> dict[str, Any]:
     """R rooms x C clients; each client pushes ``mutations`` increments of its room's counter,
     keeping ``window`` unconfirmed at most. Aggregate confirmed mutations/s."""
-    base = ws_base(url)
-    tag = unique("r")
-    all_clients = [
-        ProtoClient(base, f"{tag}-{r}", user_id=f"u{i}")
-        for r in range(rooms)
-        for i in range(clients)
-    ]
-    connect_ms, failures = await _connect_all(all_clients, concurrency=connect_concurrency)
-    live = [c for c in all_clients if c.ws is not None]
-    await _quiet(live, 300, 10)
+    all_clients, live, connect_ms, failures = await _room_clients(
+        url, "r", rooms=rooms, clients=clients, concurrency=connect_concurrency
+    )
     latencies: list[float] = []
     last_confirm = [0.0]
 
@@ -618,8 +635,6 @@ async def storm_workload(
     return result
 
 
-# ------------------------------------------------------------------------------------ CLI
-
 #: the soak's verdict: RSS may grow at most this much from the end of the first window ...
 SOAK_MAX_RSS_GROWTH_PCT = 5.0
 #: ... and the p99 of the last third of the windows may be at most this times the first third's
@@ -644,13 +659,10 @@ async def soak_workload(
     confirmed rate, confirmation latency p50/p99 (of the mutations sent in it) and the server's
     RSS. The verdict: RSS growth from the end of the first window (warm-up) to the end below
     ``SOAK_MAX_RSS_GROWTH_PCT``, and p99 stable (``SOAK_MAX_P99_DRIFT``)."""
-    base = ws_base(url)
-    tag = unique("s")
     windows = max(1, math.ceil(duration / window_s))
     latencies: list[list[float]] = [[] for _ in range(windows)]
     sent_at: dict[str, dict[int, float]] = {}
     seen: dict[str, int] = {}
-    t0 = now_ms()
 
     def on_poke(c: ProtoClient, _body: dict[str, Any], t: float) -> None:
         mine = sent_at.get(c.client_id)
@@ -662,14 +674,9 @@ async def soak_workload(
                 latencies[min(windows - 1, int((sent - t0) / 1000 / window_s))].append(t - sent)
         seen[c.client_id] = max(seen[c.client_id], c.lmid)
 
-    all_clients = [
-        ProtoClient(base, f"{tag}-{r}", user_id=f"u{i}", on_poke=on_poke)
-        for r in range(rooms)
-        for i in range(clients)
-    ]
-    connect_ms, failures = await _connect_all(all_clients, concurrency=connect_concurrency)
-    live = [c for c in all_clients if c.ws is not None]
-    await _quiet(live, 300, 10)
+    all_clients, live, connect_ms, failures = await _room_clients(
+        url, "s", rooms=rooms, clients=clients, concurrency=connect_concurrency, on_poke=on_poke
+    )
     skipped = [0]
     t0 = now_ms()
     interval_ms = 1000 * len(live) / rate if live else 0.0
@@ -754,6 +761,8 @@ def soak_verdict(windows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         and drift <= SOAK_MAX_P99_DRIFT,
     }
 
+
+# ------------------------------------------------------------------------------------ CLI
 
 WORKLOADS = ("rooms", "fanout", "idle", "storm", "soak")
 
