@@ -16,20 +16,39 @@
    header line over 8 KiB (a very long roomID or auth token) with a 414 or 431 response that
    uvicorn 0.54's ``WebSocketsSansIOProtocol`` never writes: the connection stayed open,
    unanswered, until the client gave up. This writes that response and closes.
+5. Floods of tiny frames are cut short. Parsing a frame costs a few microseconds of the one
+   event loop however small it is, so a peer sending a message as a million one-byte
+   fragments, or a million pings, stalled every other connection of the process for
+   seconds. Received bytes are parsed ``PARSE_SLICE_BYTES`` at a time; a message of more than
+   ``MAX_FRAGMENTS_PER_MESSAGE`` frames closes the connection with 1009, more than
+   ``MAX_CONTROL_FRAMES_PER_S`` pings and pongs in a second with 1008, and the rest of what
+   the peer sent is not parsed. The Reflect client sends each message as one frame and no
+   control frames; the keepalive pings of other clients are far below the limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import struct
 from typing import Any, Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import CloseCode, Frame
 from websockets.http11 import Request
+
+logger = logging.getLogger(__name__)
 
 #: the scope extension ``{"sink": FrameSink}`` of a connection that can write frames directly
 FRAMES_EXTENSION = "reflectd.frames"
+#: most frames (the first and its continuations) one message may arrive in
+MAX_FRAGMENTS_PER_MESSAGE = 1024
+#: most control frames (pings and pongs) a peer may send in one second
+MAX_CONTROL_FRAMES_PER_S = 100
+#: received bytes are parsed this many at a time, so that a flood is noticed early: a slice
+#: holds at most ~2,700 frames, a few milliseconds of parsing
+PARSE_SLICE_BYTES = 16 * 1024
 
 
 class FrameSink(Protocol):
@@ -83,15 +102,94 @@ class _ReceiveQueue:
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
+    # Flood accounting; class attributes until first written, so that an idle connection
+    # holds none of them.
+    #: frames of the message being received
+    _fragments = 0
+    #: control frames received since ``_control_window_start``
+    _control_frames = 0
+    _control_window_start = 0.0
+    #: closed for sending too many frames: what it sends now is ignored
+    _flooded = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = _ReceiveQueue()  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        if len(data) <= PARSE_SLICE_BYTES:
+            self._parse(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), PARSE_SLICE_BYTES):
+            if self._flooded or self.transport.is_closing():
+                return  # closed meanwhile: the rest is not parsed
+            self._parse(view[start : start + PARSE_SLICE_BYTES])
+
+    def _parse(self, data: bytes | memoryview) -> None:
+        super().data_received(data)  # type: ignore[arg-type]
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
+
+    # ---------------------------------------------------------------- flood limits
+
+    def handle_text(self, event: Frame) -> None:
+        self._fragments = 1
+        if not self._flooded:
+            super().handle_text(event)
+
+    def handle_bytes(self, event: Frame) -> None:
+        self._fragments = 1
+        if not self._flooded:
+            super().handle_bytes(event)
+
+    def handle_cont(self, event: Frame) -> None:
+        self._fragments += 1
+        if self._fragments > MAX_FRAGMENTS_PER_MESSAGE:
+            self._close_flooded(
+                CloseCode.MESSAGE_TOO_BIG,
+                f"more than {MAX_FRAGMENTS_PER_MESSAGE} frames in one message",
+            )
+        elif not self._flooded:
+            super().handle_cont(event)
+
+    def handle_ping(self) -> None:
+        if self._control_frame_allowed():
+            super().handle_ping()
+
+    def handle_pong(self, event: Frame) -> None:
+        if self._control_frame_allowed():
+            super().handle_pong(event)
+
+    def _control_frame_allowed(self) -> bool:
+        now = self.loop.time()
+        if now - self._control_window_start >= 1.0:
+            self._control_window_start, self._control_frames = now, 0
+        self._control_frames += 1
+        if self._control_frames > MAX_CONTROL_FRAMES_PER_S:
+            self._close_flooded(
+                CloseCode.POLICY_VIOLATION,
+                f"more than {MAX_CONTROL_FRAMES_PER_S} control frames in a second",
+            )
+        return not self._flooded
+
+    def _close_flooded(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 7.1.7): send a close frame, stop parsing and reading,
+        tell the app. What the peer sent afterwards is never looked at."""
+        if self._flooded:
+            return
+        self._flooded = True
+        peer = f"{self.client[0]}:{self.client[1]}" if self.client else "?"
+        logger.warning("closing the WebSocket of %s (%d): %s", peer, code, reason)
+        if self.close_sent or self.transport.is_closing():
+            self.transport.abort()
+            return
+        self.conn.fail(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.close_sent = True
+        self.transport.close()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
