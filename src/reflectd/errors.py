@@ -17,6 +17,7 @@ Every error that reaches a client knows how it is reported::
     │   └── LimitExceeded          a configured limit was passed (reported as InvalidMessage
     │                              or InvalidPush, see ``kind``)
     ├── StorageError               the backend failed; nothing of the round is sent
+    ├── AppCodeFailed              the app's room-start handler failed (the room is not used)
     └── ApiError                   a REST API error, reported as the JSON envelope
 
 The WebSocket layer turns a ``ProtocolError`` into wire output in exactly one place
@@ -108,6 +109,10 @@ class LimitExceeded(InvalidPush):
 
 class StorageError(ReflectdError):
     """The storage backend failed (disk full, I/O error, lost lease...)."""
+
+
+class AppCodeFailed(ReflectdError):
+    """App code that must succeed failed: the room-start handler (the room is not used)."""
 
 
 class ApiError(ReflectdError):

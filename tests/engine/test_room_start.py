@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reflectd.engine.transaction import WriteTransaction
+from reflectd.errors import AppCodeFailed
 
 from .harness import RoomDriver, initial_presence, poke, put
 
@@ -66,7 +67,7 @@ def test_room_start_handler_that_raises_propagates_and_writes_nothing() -> None:
         raise RuntimeError("cannot start")
 
     driver = RoomDriver(room_start_handler=on_start, start=False)
-    with pytest.raises(RuntimeError, match="cannot start"):
+    with pytest.raises(AppCodeFailed, match="RuntimeError: cannot start"):
         driver.room.start()
     assert driver.room.state.version is None
     assert dict(driver.room.state.entries) == {}

@@ -1,17 +1,69 @@
-"""The app's code as the engine calls it: mutators and room handlers."""
+"""The app's code as the engine calls it: mutators and room handlers.
+
+An app's code runs in one of two ways. Python apps give callables, which the room calls one
+by one with a ``WriteTransaction`` over its own entries. Apps whose code runs elsewhere (a
+Reflect server module in the JS runtime) give an ``AppRuntime``: the room hands it a batch of
+``AppCall``s (a turn's mutations at once) and applies the writes it answers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from reflectd.engine.transaction import WriteTransaction
+from reflectd.engine.records import Entry
+from reflectd.engine.transaction import NO_MUTATION_ID, WriteTransaction
+
+if TYPE_CHECKING:
+    from reflectd.engine.room import Room
 
 Mutator = Callable[[WriteTransaction, Any], None]
 RoomStartHandler = Callable[[WriteTransaction, str], None]
 ClientHandler = Callable[[WriteTransaction], None]
+
+#: what app code a call runs: a mutator, or one of the room handlers
+CallKind = Literal["mutator", "roomStart", "clientDisconnect", "clientDelete"]
+
+
+@dataclass(frozen=True, slots=True)
+class AppCall:
+    """One run of app code in a transaction at ``version``."""
+
+    kind: CallKind
+    client_id: str
+    version: int
+    #: the mutator's name and arguments (kind "mutator")
+    name: str = ""
+    args: Any = None
+    mutation_id: int = NO_MUTATION_ID
+    auth: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailed:
+    """The app code raised (or was stopped); its writes were dropped."""
+
+    message: str
+
+
+#: a call's writes (every entry at the call's version), or why it failed
+CallResult = dict[str, Entry] | CallFailed
+
+
+class AppRuntime(Protocol):
+    """App code that runs outside this process's Python, a batch of calls at a time."""
+
+    #: the mutators it has, by the client's mutator names
+    mutator_names: frozenset[str]
+    #: the room handlers it has
+    handler_kinds: frozenset[CallKind]
+
+    def run(self, room: Room, calls: Sequence[AppCall]) -> list[CallResult]:
+        """Run ``calls`` in order, each seeing the writes of those before it that succeeded,
+        against the room's entries. Must not change the room: the room applies the writes."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +76,23 @@ class RoomHandlers:
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: whether mutation pokes carry their playback ``timestamp`` (see ``App``)
     smooth_playback: bool = True
+    #: runs the app's code instead of the callables above (e.g. a Reflect server module)
+    runtime: AppRuntime | None = None
+
+    def has_mutator(self, name: str) -> bool:
+        if self.runtime is not None:
+            return name in self.runtime.mutator_names
+        return name in self.mutators
+
+    def has_handler(self, kind: CallKind) -> bool:
+        if self.runtime is not None:
+            return kind in self.runtime.handler_kinds
+        handler = {
+            "roomStart": self.room_start_handler,
+            "clientDisconnect": self.on_client_disconnect,
+            "clientDelete": self.on_client_delete,
+        }.get(kind)
+        return handler is not None
 
 
 @dataclass(frozen=True, slots=True)

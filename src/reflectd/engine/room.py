@@ -8,18 +8,25 @@ delivers the effects: nothing that depends on a write leaves before the write is
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from reflectd.engine.handlers import EngineSettings, RoomHandlers
+from reflectd.engine.handlers import (
+    AppCall,
+    CallFailed,
+    CallResult,
+    EngineSettings,
+    RoomHandlers,
+)
 from reflectd.engine.pending import PendingMutation, enqueue, next_clock_offset, plan_push
 from reflectd.engine.records import ClientRecord, Entry, RoomSnapshot, RoomWrites
 from reflectd.engine.state import RoomState
 from reflectd.engine.transaction import NO_MUTATION_ID, WriteTransaction
 from reflectd.errors import (
+    AppCodeFailed,
     ClientNotFound,
     InvalidConnectionRequest,
     InvalidConnectionRequestBaseCookie,
@@ -138,16 +145,15 @@ class Room:
     def start(self) -> None:
         """Run the room-start handler (spec 3.9). Its writes bump the version; no poke.
 
-        Raises whatever the handler raises; the room must then not be used.
+        Raises ``AppCodeFailed`` if the handler fails; the room must then not be used.
         """
-        handler = self.handlers.room_start_handler
-        if handler is None:
+        if not self.handlers.has_handler("roomStart"):
             return
         version = (self.state.version or 0) + 1
-        tx = self.transaction(version=version, client_id="")
-        handler(tx, self.room_id)
-        if tx.writes:
-            self.state.put_entries(tx.writes)
+        result = self.run_call(AppCall("roomStart", client_id="", version=version))
+        if isinstance(result, CallFailed):
+            raise AppCodeFailed(f"roomStartHandler failed: {result.message}")
+        if result:
             self.state.set_version(version)
 
     # ----------------------------------------------------------------------- connect
@@ -296,15 +302,45 @@ class Room:
             max_value_bytes=self.settings.max_value_bytes,
         )
 
-    def run_in_transaction(
-        self, tx: WriteTransaction, call: Callable[[WriteTransaction], object], what: str
-    ) -> dict[str, Entry] | None:
-        """Run app code; keep its writes if it returns, drop them (and log) if it raises."""
+    def run_calls(self, calls: Sequence[AppCall]) -> list[CallResult]:
+        """Run app code, in order; apply the writes of each call that succeeds, log each
+        failure. An unknown mutator fails (it is the caller's to skip it quietly)."""
+        runtime = self.handlers.runtime
+        if runtime is None:
+            return [self._run_python(call) for call in calls]
+        results = runtime.run(self, calls)
+        for call, result in zip(calls, results, strict=True):
+            if isinstance(result, CallFailed):
+                logger.error(
+                    "%s failed in room %s: %s", _describe(call), self.room_id, result.message
+                )
+            else:
+                self.state.put_entries(result, journal=False)
+        return results
+
+    def run_call(self, call: AppCall) -> CallResult:
+        return self.run_calls([call])[0]
+
+    def _run_python(self, call: AppCall) -> CallResult:
+        tx = self.transaction(
+            version=call.version,
+            client_id=call.client_id,
+            mutation_id=call.mutation_id,
+            auth=call.auth,
+        )
+        handlers = self.handlers
         try:
-            call(tx)
-        except Exception:
-            logger.exception("%s failed in room %s", what, self.room_id)
-            return None
+            if call.kind == "mutator":
+                handlers.mutators[call.name](tx, call.args)
+            elif call.kind == "roomStart" and handlers.room_start_handler is not None:
+                handlers.room_start_handler(tx, self.room_id)
+            elif call.kind == "clientDisconnect" and handlers.on_client_disconnect is not None:
+                handlers.on_client_disconnect(tx)
+            elif call.kind == "clientDelete" and handlers.on_client_delete is not None:
+                handlers.on_client_delete(tx)
+        except Exception as e:
+            logger.exception("%s failed in room %s", _describe(call), self.room_id)
+            return CallFailed(f"{type(e).__name__}: {e}")
         self.state.put_entries(tx.writes)
         return tx.writes
 
@@ -314,10 +350,10 @@ class Room:
         Returns the user entries written, all at ``version``; the caller sets the version.
         """
         written: dict[str, Entry] = {}
-        handler = self.handlers.on_client_delete
-        if handler is not None:
-            tx = self.transaction(version=version, client_id=client_id)
-            written.update(self.run_in_transaction(tx, handler, "onClientDelete") or {})
+        if self.handlers.has_handler("clientDelete"):
+            result = self.run_call(AppCall("clientDelete", client_id=client_id, version=version))
+            if not isinstance(result, CallFailed):
+                written.update(result)
         prefix = PER_CLIENT_PREFIX + client_id
         tombstones: dict[str, Entry] = {}
         for key in self.state.entries.irange(minimum=prefix):
@@ -330,3 +366,13 @@ class Room:
         written.update(tombstones)
         self.state.delete_client(client_id)
         return written
+
+
+def _describe(call: AppCall) -> str:
+    if call.kind == "mutator":
+        return f"mutator {call.name!r}"
+    return {
+        "roomStart": "roomStartHandler",
+        "clientDisconnect": "onClientDisconnect",
+        "clientDelete": "onClientDelete",
+    }[call.kind]

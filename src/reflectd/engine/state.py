@@ -20,6 +20,8 @@ class RoomState:
         self.clients: dict[str, ClientRecord] = dict(snapshot.clients)
         self.entries: SortedDict = SortedDict(snapshot.entries)
         self._writes = RoomWrites()
+        #: entries changed since an app runtime last took them (None: nobody asks)
+        self.journal: dict[str, Entry] | None = None
 
     def set_version(self, version: int) -> None:
         self.version = version
@@ -39,11 +41,14 @@ class RoomState:
         self._writes.clients.pop(client_id, None)
         self._writes.deleted_clients[client_id] = record.user_id
 
-    def put_entries(self, entries: dict[str, Entry]) -> None:
+    def put_entries(self, entries: dict[str, Entry], *, journal: bool = True) -> None:
+        """Store ``entries``; ``journal=False`` for writes the app runtime made itself."""
         # key by key: SortedDict.update re-sorts every key when the update is not tiny
         for key, entry in entries.items():
             self.entries[key] = entry
         self._writes.entries.update(entries)
+        if journal and self.journal is not None:
+            self.journal.update(entries)
 
     def take_writes(self) -> RoomWrites:
         """The changes since the last call, to be committed."""

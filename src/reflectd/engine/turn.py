@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
+from reflectd.engine.handlers import AppCall, CallFailed
 from reflectd.engine.pending import PendingMutation, Timestamps
 from reflectd.engine.records import ClientRecord, Entry
 from reflectd.engine.room import Connection, Room, Send, compare_cookies
@@ -127,44 +128,70 @@ class _Turn:
     # --------------------------------------------------------------------- mutations
 
     def apply_mutations(self) -> None:
-        """Run each pending mutation at its own version, with its own poke (3.4 step 4)."""
+        """Run each pending mutation at its own version, with its own poke (3.4 step 4).
+
+        The app's code runs for the whole batch at once (one crossing for an app runtime);
+        each mutation sees the writes of those before it."""
         limit = self.room.settings.max_mutations_per_turn
         batch = self.room.queue[:limit]
         del self.room.queue[:limit]
-        for m in batch:
-            self._apply(m)
-
-    def _apply(self, m: PendingMutation) -> None:
-        record = self.state.clients.get(m.client_id)
-        if record is None:
-            logger.error("room %s: no client record for %s, mutation dropped", self.room.room_id, m)
-            return
-        if m.id <= record.last_mutation_id:
-            return
-        if m.id > record.last_mutation_id + 1:
-            logger.error(
-                "room %s: mutation %d of client %s skipped: expected %d",
-                self.room.room_id,
-                m.id,
-                m.client_id,
-                record.last_mutation_id + 1,
+        applied = self._in_order(batch)
+        calls = [
+            AppCall(
+                "mutator",
+                client_id=m.client_id,
+                version=self.version + 1 + i,
+                name=m.name,
+                args=m.args,
+                mutation_id=m.id,
+                auth=m.auth,
             )
-            return
-        version = self.version + 1
-        written: dict[str, Entry] = {}
-        mutator = self.room.handlers.mutators.get(m.name)
-        if mutator is None:
-            logger.error("room %s: unknown mutator %r, mutation skipped", self.room.room_id, m.name)
-        else:
-            tx = self.room.transaction(
-                version=version, client_id=m.client_id, mutation_id=m.id, auth=m.auth
-            )
-            written = (
-                self.room.run_in_transaction(
-                    tx, lambda tx: mutator(tx, m.args), f"mutator {m.name!r}"
+            for i, m in enumerate(applied)
+        ]
+        known = [call for call in calls if self.room.handlers.has_mutator(call.name)]
+        results = iter(self.room.run_calls(known))
+        for m, call in zip(applied, calls, strict=True):
+            written: Mapping[str, Entry] = {}
+            if not self.room.handlers.has_mutator(m.name):
+                logger.error(
+                    "room %s: unknown mutator %r, mutation skipped", self.room.room_id, m.name
                 )
-                or {}
-            )
+            else:
+                result = next(results)
+                if not isinstance(result, CallFailed):
+                    written = result
+            self._confirm(m, call.version, written)
+
+    def _in_order(self, batch: list[PendingMutation]) -> list[PendingMutation]:
+        """The mutations that apply: each the next of its client (duplicates are dropped)."""
+        last_ids: dict[str, int] = {}
+        applied = []
+        for m in batch:
+            record = self.state.clients.get(m.client_id)
+            if record is None:
+                logger.error(
+                    "room %s: no client record for %s, mutation dropped", self.room.room_id, m
+                )
+                continue
+            expected = last_ids.get(m.client_id, record.last_mutation_id) + 1
+            if m.id < expected:
+                continue
+            if m.id > expected:
+                logger.error(
+                    "room %s: mutation %d of client %s skipped: expected %d",
+                    self.room.room_id,
+                    m.id,
+                    m.client_id,
+                    expected,
+                )
+                continue
+            last_ids[m.client_id] = m.id
+            applied.append(m)
+        return applied
+
+    def _confirm(self, m: PendingMutation, version: int, written: Mapping[str, Entry]) -> None:
+        """Record the mutation as applied at ``version`` and queue its pokes."""
+        record = self.state.clients[m.client_id]
         self.state.put_client(
             m.client_id,
             _replace(record, last_mutation_id=m.id, last_mutation_id_version=version),
@@ -233,16 +260,16 @@ class _Turn:
         version = self.version + 1
         bumped = False
         written: dict[str, Entry] = {}
-        handler = self.room.handlers.on_client_disconnect
+        has_handler = self.room.handlers.has_handler("clientDisconnect")
         for client_id in departed:
-            if handler is None:
+            if not has_handler:
                 bumped = True
             else:
-                tx = self.room.transaction(version=version, client_id=client_id)
-                handler_writes = self.room.run_in_transaction(tx, handler, "onClientDisconnect")
-                if handler_writes is not None:
+                call = AppCall("clientDisconnect", client_id=client_id, version=version)
+                result = self.room.run_call(call)
+                if not isinstance(result, CallFailed):
                     bumped = True
-                    written.update(handler_writes)
+                    written.update(result)
             record = self.state.clients.get(client_id)
             if record is None:
                 continue
