@@ -22,9 +22,11 @@ from .harness import (
     DRIVER,
     NODE_DIR,
     REPO_ROOT,
+    VERSIONS_DIR,
     NodeClients,
     ServerProcess,
     ServerStartError,
+    client_versions,
     free_port,
     interop_target,
     server_command,
@@ -65,6 +67,23 @@ def node_ready() -> str:
         )
     assert DRIVER.exists()
     return node
+
+
+@pytest.fixture(scope="session")
+def versions_ready(node_ready: str) -> dict[str, str]:
+    """The client version matrix (alias -> version), installed in tests/interop/versions."""
+    versions = client_versions()
+    missing = [
+        alias
+        for alias in versions
+        if not (VERSIONS_DIR / "node_modules" / alias / "client.js").is_file()
+    ]
+    if missing:
+        _unavailable(
+            f"tests/interop/versions/node_modules lacks {', '.join(missing)}: "
+            "run scripts/bootstrap-node"
+        )
+    return versions
 
 
 @pytest.fixture(scope="session")

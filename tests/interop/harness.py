@@ -30,6 +30,8 @@ INTEROP_DIR = Path(__file__).resolve().parent
 REPO_ROOT = INTEROP_DIR.parents[1]
 NODE_DIR = INTEROP_DIR / "node"
 DRIVER = NODE_DIR / "driver.mjs"
+#: the npm project holding older published clients side by side, under npm aliases
+VERSIONS_DIR = INTEROP_DIR / "versions"
 REFERENCE_API_KEY = "dev-api-key"
 
 #: Error kinds that tell a client it is ahead of the server (the server lost state)
@@ -62,6 +64,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def client_versions() -> dict[str, str]:
+    """The client version matrix: npm alias (``reflect-0.38.202311200859``) -> version,
+    as listed in tests/interop/versions/package.json."""
+    manifest = json.loads((VERSIONS_DIR / "package.json").read_text())
+    prefix = "npm:@rocicorp/reflect@"
+    versions = {}
+    for alias, spec in manifest["dependencies"].items():
+        assert spec.startswith(prefix), f"{alias}: {spec} is not an alias of @rocicorp/reflect"
+        versions[alias] = spec.removeprefix(prefix)
+    return versions
+
+
 def _tail(path: Path | None, lines: int = 40) -> str:
     if path is None or not path.exists():
         return "(no output)"
@@ -74,7 +88,11 @@ def _tail(path: Path | None, lines: int = 40) -> str:
 
 
 class NodeClients:
-    """One ``node driver.mjs`` process holding any number of named Reflect clients."""
+    """One ``node driver.mjs`` process holding any number of named Reflect clients.
+
+    ``client`` names an alias of tests/interop/versions/package.json to drive that published
+    version instead of the pinned one (the driver's ``REFLECT_CLIENT``).
+    """
 
     def __init__(
         self,
@@ -83,8 +101,10 @@ class NodeClients:
         node: str = "node",
         start_timeout: float = 30.0,
         env: dict[str, str] | None = None,
+        client: str | None = None,
     ) -> None:
         self.log_path = log_path
+        env = {**(env or {}), **({"REFLECT_CLIENT": client} if client else {})}
         self._log: TextIO = log_path.open("w")
         self._proc = subprocess.Popen(
             [node, str(DRIVER)],
@@ -92,7 +112,7 @@ class NodeClients:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **env},
         )
         self._ids = itertools.count(1)
         self._pending: dict[int, Future[Any]] = {}
@@ -215,6 +235,14 @@ class NodeClients:
         return self.mutate_async(name, mutator, args, confirm=confirm, timeout=timeout).result(
             timeout=timeout + 10
         )
+
+    def hello(self) -> dict[str, Any]:
+        """The driver's Node version and the client it loaded (``reflect``: its version)."""
+        return dict(self.call("hello"))
+
+    def drop_connection(self, name: str) -> None:
+        """Cuts the client's connection without a close frame; it reconnects by itself."""
+        self.call("dropConnection", name=name)
 
     def settle(self, name: str, *, timeout: float = 30.0) -> dict[str, Any]:
         return self.call("settle", wait=timeout + 10, name=name, timeout=int(timeout * 1000))

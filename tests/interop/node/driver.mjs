@@ -18,6 +18,7 @@
 // poke() is wrapped to observe applied pokes (and the errors the client otherwise swallows).
 import {setMaxListeners} from 'node:events';
 import inspector from 'node:inspector';
+import {readFileSync} from 'node:fs';
 import readline from 'node:readline';
 import {isDeepStrictEqual, inspect} from 'node:util';
 import WS from 'ws';
@@ -42,6 +43,7 @@ for (const level of ['debug', 'info', 'log', 'warn', 'error']) {
 
 // ---- browser globals -------------------------------------------------------------------------
 const wire = new Map(); // clientID -> what went over its sockets
+const sockets = new Map(); // clientID -> its latest socket
 function wireFor(clientID) {
   let w = wire.get(clientID);
   if (!w) wire.set(clientID, (w = {connects: [], connected: 0, errors: [], pokes: 0, pushes: 0, closes: []}));
@@ -54,6 +56,7 @@ class TrackedWebSocket extends WS {
     this.on('error', () => {}); // browsers never throw here; ws does when closed while connecting
     const q = new URL(String(url)).searchParams;
     const w = wireFor(q.get('clientID'));
+    sockets.set(q.get('clientID'), this); // the latest, for dropConnection
     w.connects.push({
       t: Date.now(),
       baseCookie: q.get('baseCookie'),
@@ -109,10 +112,25 @@ globalThis.location = {
     console.error('location.reload() called');
   },
 };
+// Clients before 0.38 read `localStorage` unguarded (the reload reason) in their constructor.
+if (typeof globalThis.localStorage === 'undefined') globalThis.localStorage = Object.create(null);
 globalThis.requestAnimationFrame = cb => setTimeout(() => cb(performance.now()), 16);
 globalThis.cancelAnimationFrame = handle => clearTimeout(handle);
 
-const {Reflect} = await import('@rocicorp/reflect/client');
+// The client: the pinned one (./node_modules), or with REFLECT_CLIENT=<alias> one of the older
+// published versions installed side by side under npm aliases in ../versions/node_modules
+// (`reflect-0.38.202311200859`, ...: see ../versions/package.json).
+const CLIENT_ALIAS = process.env.REFLECT_CLIENT ?? '';
+if (CLIENT_ALIAS && !/^reflect-[0-9][0-9A-Za-z.-]*$/.test(CLIENT_ALIAS)) {
+  throw new Error(`REFLECT_CLIENT must name an alias of ../versions/package.json, not ${JSON.stringify(CLIENT_ALIAS)}`);
+}
+const clientDir = new URL(
+  CLIENT_ALIAS ? `../versions/node_modules/${CLIENT_ALIAS}/` : './node_modules/@rocicorp/reflect/',
+  import.meta.url,
+);
+// e.g. "0.38.202311200859+8c13c9" (the client module does not export its version)
+const clientVersion = JSON.parse(readFileSync(new URL('package.json', clientDir), 'utf8')).version;
+const {Reflect} = await import(new URL('client.js', clientDir).href);
 
 // ---- mutators: the reference app's, each returning its mutation id, plus one the server lacks
 const clientMutators = {};
@@ -258,7 +276,7 @@ const canonical = v =>
   );
 
 const commands = {
-  hello: () => ({node: process.version}),
+  hello: () => ({node: process.version, reflect: clientVersion, alias: CLIENT_ALIAS || null}),
 
   async open({name, server, roomID, userID, auth = null, logLevel = 'info', waitOnline = true, timeout = 15_000}) {
     if (clients.has(name) && !clients.get(name).closed) throw new Error(`client ${name} already open`);
@@ -279,7 +297,8 @@ const commands = {
       },
     });
     r.onUpdateNeeded = reason => c.updateNeeded.push({t: Date.now(), reason});
-    Object.assign(c, {r, clientID: r.clientID, rep: privateField(r, '#rep')});
+    // clientID is a promise in 0.36, a string from 0.37 on
+    Object.assign(c, {r, clientID: await r.clientID, rep: privateField(r, '#rep')});
     const poke = c.rep.poke.bind(c.rep);
     c.rep.poke = async p => {
       try {
@@ -299,7 +318,7 @@ const commands = {
     });
     clients.set(name, c);
     if (waitOnline) await until(c, () => c.online, timeout, () => `${name} to connect to ${server}`);
-    return {clientID: r.clientID, clientGroupID: await r.clientGroupID, ms: performance.now() - t0};
+    return {clientID: c.clientID, clientGroupID: await r.clientGroupID, ms: performance.now() - t0};
   },
 
   async mutate({name, mutator, args = {}, confirm = true, timeout = 30_000}) {
@@ -387,6 +406,15 @@ const commands = {
     return {ms: performance.now() - t0};
   },
 
+  // Cuts the client's current connection as a network failure would (no close frame); the
+  // client sees an abrupt close and reconnects by itself.
+  dropConnection({name}) {
+    const socket = sockets.get(client(name).clientID);
+    if (!socket) throw new Error(`${name} has no connection to drop`);
+    socket.terminate();
+    return {};
+  },
+
   // What happened to one client (name) or to the whole process (no name).
   state({name, logLevels = ['error', 'warn', 'info']}) {
     const pick = l => logLevels.includes(l.level);
@@ -411,7 +439,13 @@ const commands = {
   async close({name, persist = false}) {
     const c = client(name);
     if (persist) {
-      const api = privateField(c.r, '#internalAPI');
+      // #internalAPI exists from 0.39.202402220553 on; older clients persist only on their own
+      let api;
+      try {
+        api = privateField(c.r, '#internalAPI');
+      } catch {
+        throw new Error(`close({persist: true}) needs a client with #internalAPI (0.39.202402220553 or later), not ${clientVersion}`);
+      }
       for (let attempt = 0; ; attempt++) {
         try {
           await api.persist();
