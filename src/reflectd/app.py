@@ -18,7 +18,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from reflectd.engine.handlers import ClientHandler, Mutator, RoomHandlers, RoomStartHandler
+from reflectd.engine.handlers import (
+    AppRuntime,
+    ClientHandler,
+    Mutator,
+    RoomHandlers,
+    RoomStartHandler,
+)
 
 #: ``auth_handler(auth_token, room_id, env)``: returns AuthData (a dict with ``userID``) or a
 #: falsy value to refuse; may be a coroutine function; runs with a timeout (5 s by default).
@@ -53,6 +59,10 @@ class App:
     mutation's time, and clients play other clients' changes back through a small buffer
     (50 ms at first) for smooth motion. False sends them without it: lower latency, changes
     applied on the next animation frame as they arrive.
+
+    ``runtime`` runs the app's code outside Python instead of ``mutators`` and the room
+    handlers (a Reflect server module: ``reflectd.js.load_server_module`` makes such an App);
+    ``max_mutations_per_turn`` overrides the server's setting (the module's option of that name).
     """
 
     def __init__(
@@ -65,6 +75,8 @@ class App:
         on_client_delete: ClientHandler | None = None,
         env: Mapping[str, str] | None = None,
         smooth_playback: bool = True,
+        runtime: AppRuntime | None = None,
+        max_mutations_per_turn: int | None = None,
     ) -> None:
         for name, mutator in mutators.items():
             _check_sync(f"mutator {name!r}", mutator)
@@ -81,6 +93,8 @@ class App:
         self.on_client_disconnect = on_client_disconnect
         self.on_client_delete = on_client_delete
         self.smooth_playback = smooth_playback
+        self.runtime = runtime
+        self.max_mutations_per_turn = max_mutations_per_turn
         self.env: Mapping[str, str] = (
             env_from_environ() if env is None else MappingProxyType(dict(env))
         )
@@ -93,6 +107,7 @@ class App:
             on_client_delete=self.on_client_delete,
             env=self.env,
             smooth_playback=self.smooth_playback,
+            runtime=self.runtime,
         )
 
 

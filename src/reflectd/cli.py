@@ -17,6 +17,7 @@ import uvicorn
 from reflectd import App, __version__
 from reflectd.cli_admin import connections, keys, rooms
 from reflectd.engine.handlers import EngineSettings
+from reflectd.js import JsLimits, JsRuntime
 from reflectd.loader import AppLoadError, load_app
 from reflectd.logs import LOG_LEVELS, LogFormat, configure_logging
 from reflectd.server.asgi import ReflectServer
@@ -25,7 +26,8 @@ from reflectd.server.settings import Limits, ServerSettings
 from reflectd.server.uvicorn_ws import WebSocketProtocol
 
 cli = typer.Typer(
-    help="reflectd: a self-hostable Reflect sync server, with the app's mutators in Python.",
+    help="reflectd: a self-hostable Reflect sync server, for the app's own Reflect server "
+    "module (TypeScript) or its mutators in Python.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -35,7 +37,9 @@ DEV_DB = ".reflectd/reflectd.sqlite3"
 AppArg = Annotated[
     str,
     typer.Argument(
-        help="The app to serve: path/to/file.py:attribute or module:attribute (a reflectd.App).",
+        help="The app to serve: a Reflect server module (path/to/reflect/index.ts, .tsx, .js "
+        "or .mjs), or a Python app: path/to/file.py:attribute or module:attribute "
+        "(a reflectd.App).",
         show_default=False,
     ),
 ]
@@ -155,7 +159,23 @@ LeaseOpt = Annotated[
         min=100,
     ),
 ]
-_limits, _engine, _server = Limits(), EngineSettings(), ServerSettings()
+JsCpuLimitOpt = Annotated[
+    int,
+    typer.Option(
+        envvar="REFLECTD_JS_CPU_LIMIT_MS",
+        help="Server modules: how long one mutator or handler may run before it is stopped (ms).",
+        min=1,
+    ),
+]
+JsHeapLimitOpt = Annotated[
+    int,
+    typer.Option(
+        envvar="REFLECTD_JS_HEAP_LIMIT_MB",
+        help="Server modules: the JS runtime's heap limit (MiB).",
+        min=16,
+    ),
+]
+_limits, _engine, _server, _js = Limits(), EngineSettings(), ServerSettings(), JsLimits()
 
 
 @cli.command()
@@ -180,6 +200,8 @@ def serve(
     advertise_url: AdvertiseOpt = None,
     node_id: NodeIdOpt = None,
     lease_ms: LeaseOpt = _server.lease_ms,
+    js_cpu_limit_ms: JsCpuLimitOpt = _js.cpu_limit_ms,
+    js_heap_limit_mb: JsHeapLimitOpt = _js.heap_limit_mb,
 ) -> None:
     """Serve APP: the sync endpoint for @rocicorp/reflect clients, with durable storage.
 
@@ -209,7 +231,8 @@ def serve(
         engine=replace(_engine, max_key_bytes=max_key_bytes, max_value_bytes=max_value_bytes),
     )
     _configure(log_level, log_format)
-    server = ReflectServer(_load(app), settings)
+    js_limits = JsLimits(cpu_limit_ms=js_cpu_limit_ms, heap_limit_mb=js_heap_limit_mb)
+    server = ReflectServer(_load(app, engine=settings.engine, js_limits=js_limits), settings)
     config = uvicorn.Config(
         server.asgi,
         host=host,
@@ -234,14 +257,20 @@ def dev(
     log_level: LogLevelOpt = "info",
     static_dir: StaticOpt = None,
 ) -> None:
-    """Serve APP for local work: SQLite under ./.reflectd/, restart on code change."""
+    """Serve APP for local work: SQLite under ./.reflectd/, restart on code change (for a
+    server module: on a change to any file of its bundle)."""
     _configure(log_level, "text")
-    _load(app)  # fail here, with a clear message, rather than in the reloader's child
+    # fail here, with a clear message, rather than in the reloader's child
+    checked = _load(app, dev=True)
+    if isinstance(checked.runtime, JsRuntime):
+        watched = _bundle_dirs(checked)
+        checked.runtime.close()
+    else:
+        watched = [Path(app.rpartition(":")[0]).resolve().parent if ".py" in app else Path.cwd()]
     # the reloader's child process reads its settings from the environment
     os.environ.update(REFLECTD_DEV_APP=app, REFLECTD_DB=db, REFLECTD_LOG_LEVEL=log_level)
     if static_dir is not None:
         os.environ["REFLECTD_STATIC_DIR"] = str(static_dir.resolve())
-    watched = Path(app.rpartition(":")[0]).resolve().parent if ".py" in app else Path.cwd()
     typer.echo(f"reflectd dev: serving {app} on http://{host}:{port} (storage: {db})", err=True)
     if static_dir is not None:
         typer.echo(f"reflectd dev: web page at http://{host}:{port}/app/", err=True)
@@ -251,11 +280,24 @@ def dev(
         host=host,
         port=port,
         reload=True,
-        reload_dirs=[str(watched)],
+        reload_dirs=[str(d) for d in watched],
+        reload_includes=["*.py"] if checked.runtime is None else list(_MODULE_FILES),
         log_config=None,
         ws_per_message_deflate=False,
         ws=WebSocketProtocol,
     )
+
+
+#: the files of a server module's bundle that `reflectd dev` watches
+_MODULE_FILES = ("*.ts", "*.tsx", "*.mts", "*.js", "*.jsx", "*.mjs", "*.json")
+
+
+def _bundle_dirs(app: App) -> list[Path]:
+    """The folders of the files bundled into a server module, outside node_modules."""
+    assert isinstance(app.runtime, JsRuntime)
+    inputs = app.runtime.shape.inputs
+    dirs = sorted({Path(p).parent for p in inputs if "node_modules" not in Path(p).parts})
+    return [d for d in dirs if not any(parent in dirs for parent in d.parents)]
 
 
 def default_advertise_url(host: str, port: int) -> str:
@@ -276,7 +318,7 @@ def dev_asgi_factory() -> object:
         api_key=os.environ.get(ENV_KEY_NAME) or None,
         static_dir=os.environ.get("REFLECTD_STATIC_DIR"),
     )
-    return ReflectServer(_load(os.environ["REFLECTD_DEV_APP"]), settings).asgi
+    return ReflectServer(_load(os.environ["REFLECTD_DEV_APP"], dev=True), settings).asgi
 
 
 cli.add_typer(keys, name="keys")
@@ -290,9 +332,15 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def _load(spec: str) -> App:
+def _load(
+    spec: str,
+    *,
+    dev: bool = False,
+    engine: EngineSettings | None = None,
+    js_limits: JsLimits | None = None,
+) -> App:
     try:
-        return load_app(spec)
+        return load_app(spec, dev=dev, engine=engine, js_limits=js_limits)
     except AppLoadError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

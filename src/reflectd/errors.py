@@ -18,6 +18,7 @@ Every error that reaches a client knows how it is reported::
     │                              or InvalidPush, see ``kind``)
     ├── StorageError               the backend failed; nothing of the round is sent
     ├── AppCodeFailed              the app's room-start handler failed (the room is not used)
+    ├── JsRuntimeError             the JS runtime running the app's server module failed
     └── ApiError                   a REST API error, reported as the JSON envelope
 
 The WebSocket layer turns a ``ProtocolError`` into wire output in exactly one place
@@ -113,6 +114,10 @@ class StorageError(ReflectdError):
 
 class AppCodeFailed(ReflectdError):
     """App code that must succeed failed: the room-start handler (the room is not used)."""
+
+
+class JsRuntimeError(ReflectdError):
+    """The JS runtime that runs a Reflect server module stopped, or did not answer."""
 
 
 class ApiError(ReflectdError):

@@ -1,4 +1,5 @@
-"""Loading the user's ``App`` from ``path/to/file.py:attribute`` or ``module:attribute``."""
+"""Loading the user's ``App``: ``path/to/file.py:attribute`` or ``module:attribute`` names a
+Python app; ``path/to/index.ts`` (``.tsx``, ``.js``, ``.mjs``) a Reflect server module."""
 
 from __future__ import annotations
 
@@ -6,15 +7,42 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reflectd.app import App
+from reflectd.engine.handlers import EngineSettings
+
+if TYPE_CHECKING:
+    from reflectd.js.runtime import JsLimits
 
 
 class AppLoadError(Exception):
     """The APP argument does not name an ``App``."""
 
 
-def load_app(spec: str) -> App:
+def load_app(
+    spec: str,
+    *,
+    dev: bool = False,
+    engine: EngineSettings | None = None,
+    js_limits: JsLimits | None = None,
+) -> App:
+    """The app ``spec`` names; ``dev`` bundles a server module for development."""
+    from reflectd.js import is_server_module, load_server_module
+    from reflectd.js.loader import ServerModuleError
+
+    if is_server_module(spec):
+        engine = engine or EngineSettings()
+        try:
+            return load_server_module(
+                spec,
+                mode="development" if dev else "production",
+                max_key_bytes=engine.max_key_bytes,
+                max_value_bytes=engine.max_value_bytes,
+                limits=js_limits,
+            )
+        except ServerModuleError as e:
+            raise AppLoadError(str(e)) from None
     module_name, _, attribute = spec.rpartition(":")
     if not module_name or not attribute:
         raise AppLoadError(

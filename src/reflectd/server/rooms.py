@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import cast
 
 from reflectd.app import App
@@ -63,6 +64,9 @@ class RoomRegistry:
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._create_lock = asyncio.Lock()
         self._handlers = app.room_handlers()
+        self._engine = settings.engine
+        if app.max_mutations_per_turn is not None:
+            self._engine = replace(self._engine, max_mutations_per_turn=app.max_mutations_per_turn)
         self._renewer: asyncio.Task[None] | None = None
         self.closing = False
 
@@ -89,7 +93,7 @@ class RoomRegistry:
         lease = await self._acquire(room_id)
         try:
             snapshot = await self.store.load_room(room_id)
-            room = Room(room_id, snapshot, handlers=self._handlers, settings=self.settings.engine)
+            room = Room(room_id, snapshot, handlers=self._handlers, settings=self._engine)
             room.start()
             writes = room.take_writes()
             if not writes.is_empty():

@@ -1,0 +1,343 @@
+// The JS runtime of reflectd: runs a Reflect app's server module beside the Python server.
+//
+// reflectd starts one such process per server and talks to it over two pipes (file
+// descriptors given as arguments), in frames: a 4-byte little-endian length, a 4-byte request
+// id, then `op\n` and a JSON body. Answers carry the request's id; id 0 carries log lines.
+//
+//   load   bundle the app (esbuild, as Reflect's CLI did) and evaluate it; answer its shape
+//   batch  run a room's calls (mutations, room handlers) in the mutator context; answer the
+//          writes of each call, or its error
+//   forget drop the copies of rooms the server has unloaded (no answer)
+//   auth   run the auth handler in its own worker thread (it may fetch); answer its result
+//
+// Mutators and room handlers run in one `vm` context whose microtasks run inside each
+// evaluation, so an evaluation's time limit also stops a mutator that spins after an `await`.
+// The auth handler runs in a worker thread, with the Web platform of Node, and is stopped by
+// terminating the worker when it stops answering.
+
+import {readFileSync} from 'node:fs';
+import net from 'node:net';
+import {fileURLToPath} from 'node:url';
+import vm from 'node:vm';
+import {Worker} from 'node:worker_threads';
+import {bundle} from './bundle.mjs';
+
+const args = Object.fromEntries(
+  process.argv.slice(2).map(a => a.replace(/^--/, '').split('=')),
+);
+const input = new net.Socket({fd: Number(args.in), readable: true, writable: false});
+const output = new net.Socket({fd: Number(args.out), readable: false, writable: true});
+
+// ------------------------------------------------------------------ frames
+function send(id, body) {
+  const payload = Buffer.from(body, 'utf8');
+  const header = Buffer.allocUnsafe(8);
+  header.writeUInt32LE(payload.length + 4, 0);
+  header.writeUInt32LE(id, 4);
+  output.write(Buffer.concat([header, payload]));
+}
+
+function log(level, message) {
+  send(0, JSON.stringify({logs: [[level, '', '', message]]}));
+}
+
+let pending = Buffer.alloc(0);
+input.on('data', chunk => {
+  pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+  while (pending.length >= 4) {
+    const length = pending.readUInt32LE(0);
+    if (pending.length < 4 + length) break;
+    const id = pending.readUInt32LE(4);
+    const payload = pending.toString('utf8', 8, 4 + length);
+    pending = pending.subarray(4 + length);
+    const newline = payload.indexOf('\n');
+    handle(id, payload.slice(0, newline), payload.slice(newline + 1));
+  }
+});
+input.on('end', () => process.exit(0));
+
+function handle(id, op, body) {
+  try {
+    switch (op) {
+      case 'load':
+        void load(JSON.parse(body)).then(
+          answer => send(id, JSON.stringify(answer)),
+          e => send(id, JSON.stringify({error: {kind: 'load', message: e?.stack ?? String(e)}})),
+        );
+        return;
+      case 'batch':
+        send(id, runBatch(body));
+        return;
+      case 'forget':
+        for (const key of JSON.parse(body)) batchApi.forget(key);
+        return;
+      case 'auth':
+        authenticate(id, body);
+        return;
+      default:
+        send(id, JSON.stringify({error: {kind: 'internal', message: `unknown op ${op}`}}));
+    }
+  } catch (e) {
+    send(id, JSON.stringify({error: {kind: 'internal', message: e?.stack ?? String(e)}}));
+  }
+}
+
+// ------------------------------------------------------------------ the mutator context
+let config; // {entry, mode, env, limits, cpuLimitMs}
+let context;
+let batchApi;
+
+const notAvailable = what => () => {
+  throw new Error(
+    `${what} is not available to mutators and room handlers under reflectd: they run inside ` +
+      "the room's turn and cannot wait for I/O (call your backend from the authHandler, or " +
+      'write into rooms with the REST API)',
+  );
+};
+
+function runGuarded(source) {
+  try {
+    return {value: new vm.Script(source).runInContext(context, {timeout: config.cpuLimitMs})};
+  } catch (e) {
+    if (e?.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') return {timedOut: true};
+    throw e;
+  }
+}
+
+function makeContext() {
+  const timers = new Map();
+  let timerIds = 0;
+  const schedule = (repeat, fn, ms, ...rest) => {
+    const id = ++timerIds;
+    const fire = () => {
+      if (!repeat) timers.delete(id);
+      context.__reflectdTimer = () => fn(...rest);
+      try {
+        runGuarded('__reflectdTimer()');
+      } catch (e) {
+        log('error', `timer callback failed: ${e?.stack ?? e}`);
+      }
+    };
+    timers.set(id, repeat ? setInterval(fire, ms) : setTimeout(fire, ms));
+    return id;
+  };
+  const clear = id => {
+    const handle = timers.get(id);
+    if (handle !== undefined) {
+      clearTimeout(handle);
+      clearInterval(handle);
+      timers.delete(id);
+    }
+  };
+  const globals = {
+    __reflectdHost: {utf8Length: s => Buffer.byteLength(s, 'utf8')},
+    crypto: globalThis.crypto,
+    TextEncoder,
+    TextDecoder,
+    atob,
+    btoa,
+    URL,
+    URLSearchParams,
+    structuredClone,
+    performance,
+    AbortController,
+    setTimeout: (fn, ms, ...rest) => schedule(false, fn, ms, ...rest),
+    setInterval: (fn, ms, ...rest) => schedule(true, fn, ms, ...rest),
+    clearTimeout: clear,
+    clearInterval: clear,
+    fetch: notAvailable('fetch'),
+    WebSocket: notAvailable('WebSocket'),
+    XMLHttpRequest: notAvailable('XMLHttpRequest'),
+  };
+  context = vm.createContext(globals, {microtaskMode: 'afterEvaluate', name: 'reflectd app'});
+  const prelude = readFileSync(new URL('./prelude.js', import.meta.url), 'utf8');
+  new vm.Script(prelude, {filename: 'reflectd-prelude.js'}).runInContext(context);
+  new vm.Script('globalThis.queueMicrotask = fn => void Promise.resolve().then(fn);').runInContext(
+    context,
+  );
+  batchApi = context.__reflectdBatch;
+}
+
+async function evaluateModule(code) {
+  const module = new vm.SourceTextModule(code, {context, identifier: config.entry});
+  await module.link(specifier => {
+    throw new Error(`${config.entry}: import ${JSON.stringify(specifier)} cannot be provided`);
+  });
+  // its promise never settles here (this context runs its own microtasks): read the status
+  void module.evaluate({timeout: config.cpuLimitMs}).catch(() => {});
+  // a top-level await goes on only inside an evaluation of this context
+  for (let i = 0; module.status === 'evaluating' && i < 1000; i++) {
+    await new Promise(resolve => setImmediate(resolve));
+    runGuarded('');
+  }
+  if (module.status === 'errored') throw module.error;
+  if (module.status !== 'evaluated') throw new Error(`${config.entry}: its top-level await did not finish`);
+  return module.namespace;
+}
+
+const OPTION_NAMES = [
+  'mutators',
+  'authHandler',
+  'roomStartHandler',
+  'onClientDisconnect',
+  'disconnectHandler',
+  'onClientDelete',
+  'logLevel',
+  'logSinks',
+  'maxMutationsPerTurn',
+  'allowUnconfirmedWrites',
+  'datadogMetricsOptions',
+];
+
+function checkOptions(options) {
+  const where = config.entry;
+  if (options === null || typeof options !== 'object') {
+    throw new Error(`${where}: the default export must be makeOptions or the options object`);
+  }
+  if (options.mutators === null || typeof options.mutators !== 'object') {
+    throw new Error(`${where}: the options have no mutators object`);
+  }
+  for (const [name, mutator] of Object.entries(options.mutators)) {
+    if (typeof mutator !== 'function') throw new Error(`${where}: mutator ${name} is not a function`);
+  }
+  for (const name of ['authHandler', 'roomStartHandler', 'onClientDisconnect', 'disconnectHandler', 'onClientDelete']) {
+    if (options[name] !== undefined && typeof options[name] !== 'function') {
+      throw new Error(`${where}: ${name} is not a function`);
+    }
+  }
+  if (options.logLevel !== undefined && !['debug', 'info', 'error'].includes(options.logLevel)) {
+    throw new Error(`${where}: logLevel must be 'debug', 'info' or 'error'`);
+  }
+  const max = options.maxMutationsPerTurn;
+  if (max !== undefined && !(Number.isInteger(max) && max > 0)) {
+    throw new Error(`${where}: maxMutationsPerTurn must be a positive integer`);
+  }
+  for (const name of Object.keys(options)) {
+    if (!OPTION_NAMES.includes(name)) log('info', `${where}: option ${name} is not known to reflectd; ignored`);
+  }
+}
+
+async function load(request) {
+  config = request;
+  const built = await bundle(config.entry, config.mode);
+  if (built.errors) return {error: {kind: 'bundle', message: built.errors}};
+  makeContext();
+  const namespace = await evaluateModule(built.code);
+  context.__reflectdDefault = namespace.default;
+  context.__reflectdEnv = config.env;
+  const made = runGuarded(`(() => {
+    const d = __reflectdDefault;
+    const make = typeof d === 'function' ? d : d?.__reflectdMakeOptions ?? (() => d);
+    return make(Object.freeze({...__reflectdEnv}));
+  })()`);
+  if (made.timedOut) throw new Error(`${config.entry}: makeOptions ran past the time limit`);
+  const options = made.value;
+  checkOptions(options);
+  context.__reflectdOptions = options;
+  context.__reflectdConfig = {env: config.env, limits: config.limits};
+  runGuarded('__reflectdConfigure(__reflectdConfig, __reflectdOptions)');
+  bundleFile = built.file;
+  return {
+    mutators: Object.keys(options.mutators),
+    authHandler: options.authHandler !== undefined,
+    roomStartHandler: options.roomStartHandler !== undefined,
+    onClientDisconnect: (options.onClientDisconnect ?? options.disconnectHandler) !== undefined,
+    onClientDelete: options.onClientDelete !== undefined,
+    logLevel: options.logLevel ?? 'info',
+    maxMutationsPerTurn: options.maxMutationsPerTurn ?? null,
+    allowUnconfirmedWrites: options.allowUnconfirmedWrites ?? false,
+    inputs: built.inputs,
+    warnings: built.warnings,
+  };
+}
+
+// ------------------------------------------------------------------ batches
+function runBatch(text) {
+  context.__reflectdInput = text;
+  const limit = config.cpuLimitMs;
+  let outcome = runGuarded('__reflectdBatch.start(__reflectdInput)');
+  if (outcome.value === false) return '{"resync":true}';
+  let from = 0; // the call at which the last evaluation started
+  for (;;) {
+    const {done, index, startedAt} = batchApi.progress();
+    if (done) break;
+    if (outcome.timedOut && index > from && Date.now() - startedAt < limit * 0.9) {
+      // the time ran out on the calls before this one: run it again, with its own time
+      from = index;
+      outcome = runGuarded('__reflectdBatch.retryCurrent()');
+      continue;
+    }
+    context.__reflectdSkip = outcome.timedOut
+      ? `it ran past the time limit of ${limit} ms and was stopped`
+      : 'it did not finish: mutators and room handlers cannot wait for anything but the ' +
+        'transaction (no I/O, no timers)';
+    from = index + 1;
+    outcome = runGuarded('__reflectdBatch.skipCurrent(__reflectdSkip)');
+  }
+  return batchApi.finish();
+}
+
+// ------------------------------------------------------------------ the auth worker
+let bundleFile;
+let worker;
+const authWaiting = new Map(); // request id -> started at (ms)
+let lastPong = 0;
+let watchdog;
+
+function startWorker() {
+  worker = new Worker(new URL('./auth-worker.mjs', import.meta.url), {
+    workerData: {bundleFile, env: config.env, entry: config.entry},
+    resourceLimits: config.heapLimitMb ? {maxOldGenerationSizeMb: config.heapLimitMb} : undefined,
+  });
+  lastPong = Date.now();
+  worker.on('message', message => {
+    if (message.pong) {
+      lastPong = Date.now();
+    } else if (message.log) {
+      send(0, JSON.stringify({logs: [message.log]}));
+    } else {
+      authWaiting.delete(message.id);
+      send(message.id, JSON.stringify(message.answer));
+    }
+  });
+  const failAll = why => {
+    for (const id of authWaiting.keys()) send(id, JSON.stringify({error: {name: 'Error', message: why}}));
+    authWaiting.clear();
+  };
+  worker.on('error', e => {
+    log('error', `the auth handler's worker failed: ${e?.stack ?? e}`);
+    failAll(`the auth handler's worker failed: ${e?.message ?? e}`);
+    worker = undefined;
+  });
+  worker.on('exit', () => {
+    failAll("the auth handler's worker stopped");
+    worker = undefined;
+  });
+  watchdog ??= setInterval(() => {
+    if (!worker || authWaiting.size === 0) {
+      lastPong = Date.now();
+      return;
+    }
+    if (Date.now() - lastPong > config.cpuLimitMs + 500) {
+      log('error', `the auth handler ran past the time limit of ${config.cpuLimitMs} ms; its worker is restarted`);
+      const stuck = worker;
+      worker = undefined;
+      for (const id of authWaiting.keys()) {
+        send(id, JSON.stringify({error: {name: 'Error', message: `authHandler ran past the time limit of ${config.cpuLimitMs} ms`}}));
+      }
+      authWaiting.clear();
+      void stuck.terminate();
+      return;
+    }
+    worker.postMessage({ping: true});
+  }, 250);
+  watchdog.unref();
+}
+
+function authenticate(id, body) {
+  if (!worker) startWorker();
+  authWaiting.set(id, Date.now());
+  worker.postMessage({id, ...JSON.parse(body)});
+}
+
+export const hostPath = fileURLToPath(import.meta.url);

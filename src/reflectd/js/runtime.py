@@ -1,0 +1,363 @@
+"""The JS runtime: a Reflect app's server module, run by Node.js beside the server.
+
+``JsRuntime`` is an ``AppRuntime``: a turn's calls cross to Node.js once, as one batch, and
+run there against the runtime's copy of the room. The copy is kept coherent by a sequence
+number per room: each batch carries the number the copy must have and the writes made since
+the last batch by anything else (Python handlers, client deletes, the REST API); a copy with
+another number (a restarted runtime, a reloaded room) is sent whole instead.
+
+If the Node.js process dies, it is started again and the calls of the batch are run again one
+at a time, so that one that kills it fails alone; nothing is committed before the batch's
+answer, so nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shutil
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from reflectd.engine.handlers import AppCall, CallFailed, CallKind, CallResult
+from reflectd.engine.records import Entry
+from reflectd.errors import JsRuntimeError
+from reflectd.js.channel import Channel
+
+if TYPE_CHECKING:
+    from reflectd.engine.room import Room
+
+logger = logging.getLogger(__name__)
+app_logger = logging.getLogger("reflectd.app")
+
+NODE_DIR = Path(__file__).parent / "node"
+#: the Node.js flags: vm modules (the app is an ES module), no warning about them
+NODE_FLAGS = ("--experimental-vm-modules", "--no-warnings")
+
+Mode = Literal["production", "development"]
+
+
+@dataclass(frozen=True, slots=True)
+class JsLimits:
+    """Limits of the JS runtime."""
+
+    #: how long one mutator or handler may run before it is stopped (ms)
+    cpu_limit_ms: int = 1000
+    #: the JS heap's size limit (MiB)
+    heap_limit_mb: int = 512
+
+
+class AppShape(msgspec.Struct, frozen=True, rename="camel"):
+    """What the server module's options hold, as the runtime reports after loading it."""
+
+    mutators: list[str]
+    auth_handler: bool
+    room_start_handler: bool
+    on_client_disconnect: bool
+    on_client_delete: bool
+    log_level: str
+    max_mutations_per_turn: int | None
+    allow_unconfirmed_writes: bool
+    inputs: list[str]
+    warnings: list[str]
+
+
+class _LoadFailure(msgspec.Struct, frozen=True):
+    kind: str
+    message: str
+
+
+class _LoadAnswer(msgspec.Struct, frozen=True):
+    error: _LoadFailure
+
+
+_DELETED = msgspec.Raw(b"")
+
+
+class _Write(msgspec.Struct, array_like=True, frozen=True):
+    """``[key, value]`` puts the value (JSON), ``[key]`` deletes the key."""
+
+    key: str
+    value: msgspec.Raw = _DELETED
+
+
+class _Result(msgspec.Struct, frozen=True):
+    writes: list[_Write] | None = None
+    error: str | None = None
+
+
+class _BatchAnswer(msgspec.Struct, frozen=True):
+    results: list[_Result] = []
+    logs: list[tuple[str, str, str, str]] = []
+    resync: bool = False
+    error: _LoadFailure | None = None
+
+
+class _Logs(msgspec.Struct, frozen=True):
+    logs: list[tuple[str, str, str, str]]
+
+
+class _AuthFailure(msgspec.Struct, frozen=True):
+    name: str
+    message: str
+
+
+class _AuthAnswer(msgspec.Struct, frozen=True):
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    error: _AuthFailure | None = None
+
+
+class JsError(Exception):
+    """An error thrown by the app's JS code; ``js_name`` is its JS class (e.g. ``Error``)."""
+
+    def __init__(self, js_name: str, message: str) -> None:
+        super().__init__(message)
+        self.js_name = js_name
+
+
+class JsLoadError(JsRuntimeError):
+    """The server module could not be bundled or evaluated."""
+
+
+@dataclass(slots=True)
+class _RoomCopy:
+    key: str
+    seq: int
+    generation: int
+
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING}
+_encoder = msgspec.json.Encoder()
+_batch_decoder = msgspec.json.Decoder(_BatchAnswer)
+_room_keys = itertools.count(1)
+
+
+class JsRuntime:
+    """The Node.js process that runs one app's server module."""
+
+    def __init__(
+        self,
+        entry: Path,
+        *,
+        mode: Mode,
+        env: Mapping[str, str],
+        max_key_bytes: int,
+        max_value_bytes: int,
+        limits: JsLimits | None = None,
+    ) -> None:
+        self.entry = entry.resolve()
+        self.mode = mode
+        self.env = dict(env)
+        self.limits = limits or JsLimits()
+        self._value_limits = {"maxKeyBytes": max_key_bytes, "maxValueBytes": max_value_bytes}
+        self._channel: Channel | None = None
+        self._generation = 0
+        self._copies: weakref.WeakKeyDictionary[Room, _RoomCopy] = weakref.WeakKeyDictionary()
+        self._forgotten: list[str] = []
+        self.shape = self._start()
+        self.mutator_names = frozenset(self.shape.mutators)
+        kinds: list[CallKind] = []
+        if self.shape.room_start_handler:
+            kinds.append("roomStart")
+        if self.shape.on_client_disconnect:
+            kinds.append("clientDisconnect")
+        if self.shape.on_client_delete:
+            kinds.append("clientDelete")
+        self.handler_kinds: frozenset[CallKind] = frozenset(kinds)
+
+    # ------------------------------------------------------------------ the process
+
+    def _start(self) -> AppShape:
+        node = shutil.which("node")
+        if node is None:
+            raise JsLoadError("node is not on PATH: a Reflect server module needs Node.js >= 20")
+        argv = [
+            node,
+            *NODE_FLAGS,
+            f"--max-old-space-size={self.limits.heap_limit_mb}",
+            str(NODE_DIR / "host.mjs"),
+        ]
+        channel = Channel(argv, on_logs=self._log_frame, cwd=str(self.entry.parent))
+        load = {
+            "entry": str(self.entry),
+            "mode": self.mode,
+            "env": self.env,
+            "limits": self._value_limits,
+            "cpuLimitMs": self.limits.cpu_limit_ms,
+            "heapLimitMb": self.limits.heap_limit_mb,
+        }
+        try:
+            answer = channel.request("load", _encoder.encode(load), timeout_s=120)
+        except JsRuntimeError as e:
+            channel.close()
+            raise JsLoadError(f"{self.entry}: the JS runtime failed while loading: {e}") from None
+        if answer.startswith(b'{"error"'):
+            channel.close()
+            failure = msgspec.json.decode(answer, type=_LoadAnswer).error
+            raise JsLoadError(failure.message)
+        shape = msgspec.json.decode(answer, type=AppShape)
+        for warning in shape.warnings:
+            logger.warning("bundling %s: %s", self.entry, warning)
+        self._channel = channel
+        self._generation += 1
+        return shape
+
+    def _restart(self) -> Channel:
+        if self._channel is not None:
+            self._channel.kill()
+            self._channel.close()
+            self._channel = None
+        logger.error("the JS runtime stopped; starting it again")
+        self._start()
+        assert self._channel is not None
+        return self._channel
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    # ------------------------------------------------------------------ batches
+
+    def run(self, room: Room, calls: Sequence[AppCall]) -> list[CallResult]:
+        if not calls:
+            return []
+        try:
+            return self._run_batch(room, calls)
+        except JsRuntimeError as e:
+            logger.error("room %s: the JS runtime failed during a batch: %s", room.room_id, e)
+        self._restart()
+        results: list[CallResult] = []
+        for call in calls:
+            try:
+                results += self._run_batch(room, [call])
+            except JsRuntimeError as e:
+                results.append(CallFailed(f"the JS runtime stopped while running it ({e})"))
+                self._restart()
+        return results
+
+    def _run_batch(self, room: Room, calls: Sequence[AppCall]) -> list[CallResult]:
+        channel = self._channel if self._channel is not None else self._restart()
+        if self._forgotten:
+            forgotten, self._forgotten = self._forgotten, []
+            channel.send("forget", _encoder.encode(forgotten))
+        calls_json = [_call_json(call) for call in calls]
+        timeout_s = 30 + len(calls) * self.limits.cpu_limit_ms / 1000
+        answer = _batch_decoder.decode(
+            channel.request("batch", self._request(room, calls_json), timeout_s=timeout_s)
+        )
+        if answer.resync:
+            request = self._request(room, calls_json, full=True)
+            answer = _batch_decoder.decode(channel.request("batch", request, timeout_s=timeout_s))
+        if answer.error is not None:
+            self._copies.pop(room, None)
+            raise JsRuntimeError(answer.error.message)
+        self._log(answer.logs)
+        if len(answer.results) != len(calls):
+            self._copies.pop(room, None)
+            raise JsRuntimeError("the JS runtime answered a batch with the wrong number of results")
+        return [_result(room, call, r) for call, r in zip(calls, answer.results, strict=True)]
+
+    def _request(self, room: Room, calls: list[dict[str, Any]], *, full: bool = False) -> bytes:
+        """The batch request; it also moves the room's copy on to its next sequence number."""
+        state = room.state
+        copy = self._copies.get(room)
+        if copy is None:
+            copy = _RoomCopy(key=f"{room.room_id}\x00{next(_room_keys)}", seq=0, generation=0)
+            self._copies[room] = copy
+            weakref.finalize(room, self._forgotten.append, copy.key)
+        if copy.generation != self._generation:
+            full = True
+        if full:
+            copy.generation = self._generation
+            delta: list[tuple[str, msgspec.Raw | None]] = [
+                (key, msgspec.Raw(entry.value))
+                for key, entry in state.entries.items()
+                if not entry.deleted
+            ]
+        else:
+            changed = state.journal or {}
+            delta = [
+                (key, None if entry.deleted else msgspec.Raw(entry.value))
+                for key, entry in changed.items()
+            ]
+        state.journal = {}
+        since, copy.seq = copy.seq, copy.seq + 1
+        return _encoder.encode(
+            {
+                "room": copy.key,
+                "roomID": room.room_id,
+                "full": full,
+                "since": since,
+                "seq": copy.seq,
+                "delta": delta,
+                "calls": calls,
+            }
+        )
+
+    # ------------------------------------------------------------------ the auth handler
+
+    async def authenticate(
+        self, token: str, room_id: str, env: Mapping[str, str]
+    ) -> Mapping[str, Any] | None:
+        """Run the module's authHandler; raises ``JsError`` with what it threw."""
+        channel = self._channel if self._channel is not None else self._restart()
+        body = _encoder.encode({"token": token, "roomID": room_id})
+        answer = msgspec.json.decode(await channel.request_async("auth", body), type=_AuthAnswer)
+        if answer.error is not None:
+            raise JsError(answer.error.name, answer.error.message)
+        result = msgspec.json.decode(answer.result)
+        return result if isinstance(result, Mapping) else None
+
+    # ------------------------------------------------------------------ logs
+
+    def _log_frame(self, payload: bytes) -> None:
+        self._log(msgspec.json.decode(payload, type=_Logs).logs)
+
+    @staticmethod
+    def _log(lines: list[tuple[str, str, str, str]]) -> None:
+        for level, room_id, client_id, message in lines:
+            app_logger.log(
+                _LEVELS.get(level, logging.ERROR),
+                "%s%s",
+                f"room {room_id} client {client_id}: " if room_id else "",
+                message,
+                extra={"room_id": room_id, "client_id": client_id},
+            )
+
+
+def _call_json(call: AppCall) -> dict[str, Any]:
+    json: dict[str, Any] = {"kind": call.kind, "clientID": call.client_id}
+    if call.kind == "mutator":
+        json.update(name=call.name, args=call.args, mutationID=call.mutation_id, auth=call.auth)
+    else:
+        json["mutationID"] = call.mutation_id
+    return json
+
+
+def _result(room: Room, call: AppCall, result: _Result) -> CallResult:
+    if result.error is not None or result.writes is None:
+        return CallFailed(result.error or "no result")
+    written: dict[str, Entry] = {}
+    entries = room.state.entries
+    for write in result.writes:
+        if len(write.value):
+            written[write.key] = Entry(
+                version=call.version, deleted=False, value=bytes(write.value)
+            )
+        else:
+            previous: Entry | None = written.get(write.key) or entries.get(write.key)
+            value = previous.value if previous is not None else b"null"
+            written[write.key] = Entry(version=call.version, deleted=True, value=value)
+    return written
+
+
+def is_server_module(spec: str) -> bool:
+    """Whether the APP argument names a Reflect server module (not a Python app)."""
+    return os.path.splitext(spec)[1] in (".ts", ".tsx", ".js", ".mjs", ".mts", ".jsx")
