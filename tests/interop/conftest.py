@@ -91,10 +91,23 @@ def target() -> str:
     return interop_target()
 
 
-def _make_server(target: str, base: Path, *, auth: bool) -> ServerProcess:
+#: reflectd serves the test app in both forms: Python, and a Reflect server module (TypeScript)
+APP_FORMS = ["python", "typescript"] if interop_target() == "reflectd" else ["reference"]
+
+
+@pytest.fixture(scope="session", params=APP_FORMS)
+def app_form(request: pytest.FixtureRequest) -> str:
+    """Which form of the test app the server runs (every server test runs with each)."""
+    form: str = request.param
+    return form
+
+
+def _make_server(target: str, base: Path, *, auth: bool, app_form: str) -> ServerProcess:
     port = free_port()
     try:
-        argv, cwd, hint = server_command(target, port=port, data_dir=base / "data", auth=auth)
+        argv, cwd, hint = server_command(
+            target, port=port, data_dir=base / "data", auth=auth, app_form=app_form
+        )
     except ServerStartError as exc:
         problem = str(exc)
     else:
@@ -119,9 +132,9 @@ def _start(proc: ServerProcess) -> ServerProcess:
 
 
 @pytest.fixture(scope="session")
-def server(node_ready: str, target: str, tmp_path_factory: pytest.TempPathFactory):
+def server(node_ready: str, target: str, app_form: str, tmp_path_factory: pytest.TempPathFactory):
     """One server (the app with its auth handler) shared by the tests; each uses its own rooms."""
-    proc = _make_server(target, tmp_path_factory.mktemp("server"), auth=True)
+    proc = _make_server(target, tmp_path_factory.mktemp("server"), auth=True, app_form=app_form)
     try:
         yield _start(proc)
     finally:
@@ -130,13 +143,15 @@ def server(node_ready: str, target: str, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture
 def start_server(
-    node_ready: str, target: str, tmp_path: Path
+    node_ready: str, target: str, app_form: str, tmp_path: Path
 ) -> Iterator[Callable[..., ServerProcess]]:
     """Starts a server of its own for one test (to restart or kill it)."""
     started: list[ServerProcess] = []
 
     def start(*, auth: bool = True) -> ServerProcess:
-        proc = _make_server(target, tmp_path / f"server{len(started)}", auth=auth)
+        proc = _make_server(
+            target, tmp_path / f"server{len(started)}", auth=auth, app_form=app_form
+        )
         started.append(proc)
         return _start(proc)
 

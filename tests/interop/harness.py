@@ -475,10 +475,16 @@ def interop_target() -> str:
     return target
 
 
+#: the test app as a Reflect server module, with and without its auth handler
+TS_APP = {True: "tests/interop/app/index.ts", False: "tests/interop/app/noauth.ts"}
+PY_APP = {True: "tests/interop/app.py:app", False: "tests/interop/app.py:noauth_app"}
+
+
 def server_command(
-    target: str, *, port: int, data_dir: Path, auth: bool = True
+    target: str, *, port: int, data_dir: Path, auth: bool = True, app_form: str = "python"
 ) -> tuple[list[str], Path, str]:
-    """(argv, cwd, hint) that serve the test app (with or without its auth handler)."""
+    """(argv, cwd, hint) that serve the test app (with or without its auth handler), in
+    ``app_form`` "python" or "typescript" (a Reflect server module)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     if target == "reference":
         ref = os.environ.get("REFLECTD_REFERENCE_DIR", "")
@@ -508,7 +514,7 @@ def server_command(
     argv = [
         str(executable),
         "serve",
-        "tests/interop/app.py:app" if auth else "tests/interop/app.py:noauth_app",
+        TS_APP[auth] if app_form == "typescript" else PY_APP[auth],
         "--host",
         "127.0.0.1",
         "--port",
