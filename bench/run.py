@@ -231,17 +231,21 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def reflectd_target(work: Path, port: int) -> Target:
+#: reflectd's targets: the benchmark app in Python, and as a Reflect server module
+REFLECTD_APPS = {"reflectd": "bench/app.py:app", "reflectd-ts": "bench/reflect/index.ts"}
+
+
+def reflectd_target(work: Path, port: int, name: str = "reflectd") -> Target:
     exe = Path(sys.executable).parent / "reflectd"
     if not exe.exists():
         raise ServerError(f"{exe} not found: run scripts/bootstrap (reflectd in this venv)")
     argv = [
-        str(exe), "serve", "bench/app.py:app", "--host", "127.0.0.1", "--port", str(port),
-        "--db", str(work / "bench.sqlite3"), "--log-level", "warning",
+        str(exe), "serve", REFLECTD_APPS[name], "--host", "127.0.0.1", "--port", str(port),
+        "--db", str(work / f"{name}.sqlite3"), "--log-level", "warning",
     ]  # fmt: skip
     return Target(
-        "reflectd", f"http://127.0.0.1:{port}", argv=argv, cwd=REPO_ROOT,
-        log_path=work / "reflectd.log",
+        name, f"http://127.0.0.1:{port}", argv=argv, cwd=REPO_ROOT,
+        log_path=work / f"{name}.log",
     )  # fmt: skip
 
 
@@ -510,6 +514,14 @@ def run_all(
 # ----------------------------------------------------------------------------------- summary
 
 
+#: the ratios of medians a row records, when both targets ran
+RATIOS = {
+    "ratio": ("reflectd", "original"),
+    "ratio_ts_python": ("reflectd-ts", "reflectd"),
+    "ratio_ts_original": ("reflectd-ts", "original"),
+}
+
+
 def summarize_runs(runs: Sequence[dict[str, Any]], targets: Sequence[str]) -> list[dict[str, Any]]:
     """One row per metric that was measured: values per repetition, median, ratio."""
     rows: list[dict[str, Any]] = []
@@ -533,9 +545,10 @@ def summarize_runs(runs: Sequence[dict[str, Any]], targets: Sequence[str]) -> li
             "values": per_target,
             "median": medians,
         }
-        if "reflectd" in medians and "original" in medians:
-            r = ratio(medians["reflectd"], medians["original"])
-            row["ratio"] = None if r is None else round(r, 3)
+        for key, (a, b) in RATIOS.items():
+            if a in medians and b in medians:
+                r = ratio(medians[a], medians[b])
+                row[key] = None if r is None else round(r, 3)
         rows.append(row)
     return rows
 
@@ -729,7 +742,7 @@ def draw_chart(
     cols = 2
     rows_n = (len(present) + 1) // cols
     fig, axes = plt.subplots(rows_n, cols, figsize=(12, 3.6 * rows_n), squeeze=False)
-    colors = {"reflectd": "tab:blue", "original": "tab:orange"}
+    colors = {"reflectd": "tab:blue", "reflectd-ts": "tab:green", "original": "tab:orange"}
     for ax, (workload, title, pick) in zip(axes.flat, present, strict=False):
         for target in targets:
             values: list[float] = []
@@ -801,7 +814,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--targets",
         default="reflectd,original",
-        help="with --side-by-side: which servers to run (reflectd, original)",
+        help="with --side-by-side: which servers to run (reflectd: the benchmark app in "
+        "Python, reflectd-ts: the same app as a Reflect server module, original)",
     )
     p.add_argument(
         "--workloads",
@@ -860,8 +874,8 @@ def managed_targets(
     targets: list[Target] = []
     try:
         for name in names:
-            if name == "reflectd":
-                t = reflectd_target(work, free_port())
+            if name in REFLECTD_APPS:
+                t = reflectd_target(work, free_port(), name)
             elif name == "original":
                 if not reference_dir:
                     raise ServerError(
@@ -871,7 +885,7 @@ def managed_targets(
                     )
                 t = reference_target(work, free_port(), Path(reference_dir).resolve())
             else:
-                raise ServerError(f"unknown target {name!r} (reflectd, original)")
+                raise ServerError(f"unknown target {name!r} (reflectd, reflectd-ts, original)")
             log(f"starting {name} on {t.url} (log: {t.log_path})")
             t.start()
             targets.append(t)
