@@ -231,30 +231,42 @@ class JsRuntime:
         try:
             return self._run_batch(room, calls)
         except JsRuntimeError as e:
-            logger.error("room %s: the JS runtime failed during a batch: %s", room.room_id, e)
+            logger.error(
+                "room %s: the JS runtime stopped during a batch (%s): a call ran past the time "
+                "limit of %d ms, passed the heap limit, or crashed it; running the batch's "
+                "calls again one at a time",
+                room.room_id,
+                e,
+                self.limits.cpu_limit_ms,
+            )
         self._restart()
         results: list[CallResult] = []
         for call in calls:
             try:
-                results += self._run_batch(room, [call])
+                results += self._run_batch(room, [call], guarded=True)
             except JsRuntimeError as e:
                 results.append(CallFailed(f"the JS runtime stopped while running it ({e})"))
                 self._restart()
         return results
 
-    def _run_batch(self, room: Room, calls: Sequence[AppCall]) -> list[CallResult]:
+    def _run_batch(
+        self, room: Room, calls: Sequence[AppCall], *, guarded: bool = False
+    ) -> list[CallResult]:
+        """One crossing. Unguarded, a call that runs away ends the process (the runtime's
+        watchdog); guarded, it fails alone, at the cost of a timer per evaluation."""
         channel = self._channel if self._channel is not None else self._restart()
         if self._forgotten:
             forgotten, self._forgotten = self._forgotten, []
             channel.send("forget", _encoder.encode(forgotten))
+        op = "batch-guarded" if guarded else "batch"
         calls_json = [_call_json(call) for call in calls]
-        timeout_s = 30 + len(calls) * self.limits.cpu_limit_ms / 1000
-        answer = _batch_decoder.decode(
-            channel.request("batch", self._request(room, calls_json), timeout_s=timeout_s)
-        )
+        request = self._request(room, calls_json)
+        # a backstop only: the runtime stops a call that runs past the limit by itself
+        timeout_s = 10 + 3 * self.limits.cpu_limit_ms / 1000 + len(request) / 1e6
+        answer = _batch_decoder.decode(channel.request(op, request, timeout_s=timeout_s))
         if answer.resync:
             request = self._request(room, calls_json, full=True)
-            answer = _batch_decoder.decode(channel.request("batch", request, timeout_s=timeout_s))
+            answer = _batch_decoder.decode(channel.request(op, request, timeout_s=timeout_s))
         if answer.error is not None:
             self._copies.pop(room, None)
             raise JsRuntimeError(answer.error.message)

@@ -6,12 +6,13 @@
 //
 //   load   bundle the app (esbuild, as Reflect's CLI did) and evaluate it; answer its shape
 //   batch  run a room's calls (mutations, room handlers) in the mutator context; answer the
-//          writes of each call, or its error
+//          writes of each call, or its error (batch-guarded: each evaluation time-limited)
 //   forget drop the copies of rooms the server has unloaded (no answer)
 //   auth   run the auth handler in its own worker thread (it may fetch); answer its result
 //
 // Mutators and room handlers run in one `vm` context whose microtasks run inside each
-// evaluation, so an evaluation's time limit also stops a mutator that spins after an `await`.
+// evaluation, so that a call is over when its evaluation returns, and a time limit also stops
+// a mutator that spins after an `await` (see "App code that runs too long" below).
 // The auth handler runs in a worker thread, with the Web platform of Node, and is stopped by
 // terminating the worker when it stops answering.
 
@@ -66,7 +67,10 @@ function handle(id, op, body) {
         );
         return;
       case 'batch':
-        send(id, runBatch(body));
+        send(id, runBatch(body, false));
+        return;
+      case 'batch-guarded':
+        send(id, runBatch(body, true));
         return;
       case 'forget':
         for (const key of JSON.parse(body)) batchApi.forget(key);
@@ -95,13 +99,53 @@ const notAvailable = what => () => {
   );
 };
 
-function runGuarded(source) {
+// App code that runs too long is stopped in one of two ways. A batch runs without a time
+// limit of its own (a vm timeout starts a thread for each evaluation, which is most of the
+// time of a small batch): the watchdog thread sees when the current call started and ends
+// this process when a call passes the limit; reflectd starts it again and runs the batch's
+// calls again one at a time, "guarded": each evaluation with a vm timeout, so that the call
+// that runs away fails alone. Loading the module, timers and such replays are guarded.
+const clock = new Float64Array(new SharedArrayBuffer(16)); // [call started at (ms), guarded]
+const WATCHDOG = `
+const {workerData} = require('node:worker_threads');
+const clock = new Float64Array(workerData.buffer);
+setInterval(() => {
+  const started = clock[0];
+  if (started > 0 && Date.now() - started > workerData.limitMs * (clock[1] ? 3 : 1)) {
+    process.kill(process.pid, 'SIGKILL');
+  }
+}, Math.max(5, Math.min(50, workerData.limitMs / 4)));
+`;
+
+function startWatchdog() {
+  const watchdog = new Worker(WATCHDOG, {
+    eval: true,
+    workerData: {buffer: clock.buffer, limitMs: config.cpuLimitMs},
+  });
+  watchdog.unref();
+}
+
+const scripts = new Map(); // source -> compiled vm.Script (the host runs a handful, often)
+
+function evaluate(source, guarded) {
+  let script = scripts.get(source);
+  if (script === undefined) {
+    script = new vm.Script(source);
+    scripts.set(source, script);
+  }
+  clock[1] = guarded ? 1 : 0;
   try {
-    return {value: new vm.Script(source).runInContext(context, {timeout: config.cpuLimitMs})};
+    return {value: script.runInContext(context, guarded ? {timeout: config.cpuLimitMs} : {})};
   } catch (e) {
     if (e?.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') return {timedOut: true};
     throw e;
+  } finally {
+    clock[0] = 0;
   }
+}
+
+function runGuarded(source) {
+  return evaluate(source, true);
 }
 
 function makeContext() {
@@ -130,7 +174,12 @@ function makeContext() {
     }
   };
   const globals = {
-    __reflectdHost: {utf8Length: s => Buffer.byteLength(s, 'utf8')},
+    __reflectdHost: {
+      utf8Length: s => Buffer.byteLength(s, 'utf8'),
+      callStarted: at => {
+        clock[0] = at;
+      },
+    },
     crypto: globalThis.crypto,
     TextEncoder,
     TextDecoder,
@@ -222,6 +271,7 @@ async function load(request) {
   const built = await bundle(config.entry, config.mode);
   if (built.errors) return {error: {kind: 'bundle', message: built.errors}};
   makeContext();
+  startWatchdog();
   const namespace = await evaluateModule(built.code);
   context.__reflectdDefault = namespace.default;
   context.__reflectdEnv = config.env;
@@ -252,11 +302,10 @@ async function load(request) {
 }
 
 // ------------------------------------------------------------------ batches
-function runBatch(text) {
-  context.__reflectdInput = text;
+function runBatch(text, guarded) {
+  if (!batchApi.prepare(text)) return '{"resync":true}';
   const limit = config.cpuLimitMs;
-  let outcome = runGuarded('__reflectdBatch.start(__reflectdInput)');
-  if (outcome.value === false) return '{"resync":true}';
+  let outcome = evaluate('__reflectdBatch.run()', guarded);
   let from = 0; // the call at which the last evaluation started
   for (;;) {
     const {done, index, startedAt} = batchApi.progress();
@@ -264,7 +313,7 @@ function runBatch(text) {
     if (outcome.timedOut && index > from && Date.now() - startedAt < limit * 0.9) {
       // the time ran out on the calls before this one: run it again, with its own time
       from = index;
-      outcome = runGuarded('__reflectdBatch.retryCurrent()');
+      outcome = evaluate('__reflectdBatch.retryCurrent()', guarded);
       continue;
     }
     context.__reflectdSkip = outcome.timedOut
@@ -272,7 +321,7 @@ function runBatch(text) {
       : 'it did not finish: mutators and room handlers cannot wait for anything but the ' +
         'transaction (no I/O, no timers)';
     from = index + 1;
-    outcome = runGuarded('__reflectdBatch.skipCurrent(__reflectdSkip)');
+    outcome = evaluate('__reflectdBatch.skipCurrent(__reflectdSkip)', guarded);
   }
   return batchApi.finish();
 }

@@ -106,7 +106,7 @@
     }
   }
 
-  function checkJSON(value, key) {
+  function checkJSON(value, key, ancestors = new Set()) {
     switch (typeof value) {
       case 'string':
       case 'boolean':
@@ -116,21 +116,24 @@
         return;
       case 'object': {
         if (value === null) return;
+        if (ancestors.has(value)) throw notJSON(key, 'a cyclic object');
+        ancestors.add(value);
         if (Array.isArray(value)) {
           for (const item of value) {
             if (item === undefined) throw notJSON(key, 'undefined in an array');
-            checkJSON(item, key);
+            checkJSON(item, key, ancestors);
           }
-          return;
+        } else {
+          const proto = Object.getPrototypeOf(value);
+          if (proto !== null && Object.getPrototypeOf(proto) !== null) {
+            throw notJSON(key, `a ${value.constructor?.name ?? 'non-plain'} object`);
+          }
+          for (const k of Object.keys(value)) {
+            const item = value[k];
+            if (item !== undefined) checkJSON(item, key, ancestors);
+          }
         }
-        const proto = Object.getPrototypeOf(value);
-        if (proto !== null && Object.getPrototypeOf(proto) !== null) {
-          throw notJSON(key, `a ${value.constructor?.name ?? 'non-plain'} object`);
-        }
-        for (const k of Object.keys(value)) {
-          const item = value[k];
-          if (item !== undefined) checkJSON(item, key);
-        }
+        ancestors.delete(value);
         return;
       }
       default:
@@ -369,6 +372,7 @@
       const call = calls[i];
       batch.index = i;
       batch.startedAt = Date.now();
+      host.callStarted(batch.startedAt);
       current = {roomID: batch.roomID, clientID: call.clientID ?? ''};
       const tx = new WriteTransaction(room, call);
       try {
@@ -396,8 +400,8 @@
 
   let tokens = 0;
   globalThis.__reflectdBatch = {
-    /** Starts a batch (the request's JSON text); false if the room copy is stale. */
-    start(text) {
+    /** Prepares a batch (the request's JSON text); false if the room copy is stale. */
+    prepare(text) {
       const request = JSON.parse(text);
       const room = sync(request);
       if (room === undefined) {
@@ -406,8 +410,11 @@
       }
       batch = {token: ++tokens, room, roomID: request.roomID, calls: request.calls, results: [], index: 0, startedAt: 0, done: false};
       logs = [];
-      void runFrom(batch.token, 0);
       return true;
+    },
+    /** Runs the prepared batch's calls, one after the other. */
+    run() {
+      void runFrom(batch.token, 0);
     },
     /** Gives up the call in progress with `error`; runs the rest (a new evaluation). */
     skipCurrent(error) {
