@@ -50,6 +50,10 @@ SERVER_AHEAD_MARKERS = (
 )
 
 
+#: ``NodeClients.mutate(name, mutator)`` without ``args``: the mutator gets no argument at all
+NO_ARGS: Any = object()
+
+
 class DriverError(RuntimeError):
     """A driver command failed (the message is the driver's), or the driver died."""
 
@@ -91,7 +95,9 @@ class NodeClients:
     """One ``node driver.mjs`` process holding any number of named Reflect clients.
 
     ``client`` names an alias of tests/interop/versions/package.json to drive that published
-    version instead of the pinned one (the driver's ``REFLECT_CLIENT``).
+    version instead of the pinned one (the driver's ``REFLECT_CLIENT``). ``mutators`` is an
+    ES module whose ``mutators`` the clients use instead of the reference app's (the driver's
+    ``REFLECT_MUTATORS``).
     """
 
     def __init__(
@@ -102,9 +108,14 @@ class NodeClients:
         start_timeout: float = 30.0,
         env: dict[str, str] | None = None,
         client: str | None = None,
+        mutators: Path | None = None,
     ) -> None:
         self.log_path = log_path
-        env = {**(env or {}), **({"REFLECT_CLIENT": client} if client else {})}
+        env = {
+            **(env or {}),
+            **({"REFLECT_CLIENT": client} if client else {}),
+            **({"REFLECT_MUTATORS": str(mutators)} if mutators else {}),
+        }
         self._log: TextIO = log_path.open("w")
         self._proc = subprocess.Popen(
             [node, str(DRIVER)],
@@ -217,19 +228,33 @@ class NodeClients:
         )
 
     def mutate_async(
-        self, name: str, mutator: str, args: Any, *, confirm: bool = True, timeout: float = 30.0
+        self,
+        name: str,
+        mutator: str,
+        args: Any = NO_ARGS,
+        *,
+        confirm: bool = True,
+        timeout: float = 30.0,
     ) -> Future[Any]:
+        """``args=NO_ARGS`` calls the mutator with no argument at all."""
+        params = {"noArgs": True} if args is NO_ARGS else {"args": args}
         return self.submit(
             "mutate",
             name=name,
             mutator=mutator,
-            args=args,
             confirm=confirm,
             timeout=int(timeout * 1000),
+            **params,
         )
 
     def mutate(
-        self, name: str, mutator: str, args: Any, *, confirm: bool = True, timeout: float = 30.0
+        self,
+        name: str,
+        mutator: str,
+        args: Any = NO_ARGS,
+        *,
+        confirm: bool = True,
+        timeout: float = 30.0,
     ) -> dict[str, Any]:
         """Runs a mutator; with ``confirm`` waits until the server confirmed it (``ms``)."""
         return self.mutate_async(name, mutator, args, confirm=confirm, timeout=timeout).result(

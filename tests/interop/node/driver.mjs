@@ -20,9 +20,9 @@ import {setMaxListeners} from 'node:events';
 import inspector from 'node:inspector';
 import {readFileSync} from 'node:fs';
 import readline from 'node:readline';
+import {pathToFileURL} from 'node:url';
 import {isDeepStrictEqual, inspect} from 'node:util';
 import WS from 'ws';
-import {mutators as sharedMutators} from '../../../bench/node/mutators.js';
 
 setMaxListeners(10_000); // the client adds an abort listener per pending wait
 const VERBOSE = process.env.REFLECT_DRIVER_VERBOSE === '1';
@@ -132,18 +132,28 @@ const clientDir = new URL(
 const clientVersion = JSON.parse(readFileSync(new URL('package.json', clientDir), 'utf8')).version;
 const {Reflect} = await import(new URL('client.js', clientDir).href);
 
-// ---- mutators: the reference app's, each returning its mutation id, plus one the server lacks
+// ---- mutators: the reference app's, each returning its mutation id, plus one the server lacks.
+// REFLECT_MUTATORS=<path of an ES module> loads an app's own mutators instead: its export
+// `mutators` (or its default export), e.g. an app's src/mutators.ts bundled for Node.
+const MUTATORS_MODULE = process.env.REFLECT_MUTATORS ?? '';
+const mutatorsModule = await import(
+  MUTATORS_MODULE ? pathToFileURL(MUTATORS_MODULE).href : '../../../bench/node/mutators.js'
+);
+const sharedMutators = mutatorsModule.mutators ?? mutatorsModule.default;
+if (!sharedMutators || typeof sharedMutators !== 'object') {
+  throw new Error(`${MUTATORS_MODULE}: exports no \`mutators\` object (nor a default one)`);
+}
 const clientMutators = {};
 for (const [name, fn] of Object.entries(sharedMutators)) {
   clientMutators[name] = async (tx, args) => {
-    await fn(tx, args);
-    return tx.mutationID;
+    const result = await fn(tx, args);
+    return {mutationID: tx.mutationID, result: result ?? null}; // the optimistic run's result
   };
 }
 // Not in the server apps: the server must skip it (consuming its id) and keep going.
-clientMutators.clientOnly = async (tx, {key, value}) => {
+clientMutators.clientOnly ??= async (tx, {key, value}) => {
   await tx.set(key, value);
-  return tx.mutationID;
+  return {mutationID: tx.mutationID, result: null};
 };
 
 // ---- private field access through the inspector ----------------------------------------------
@@ -276,7 +286,12 @@ const canonical = v =>
   );
 
 const commands = {
-  hello: () => ({node: process.version, reflect: clientVersion, alias: CLIENT_ALIAS || null}),
+  hello: () => ({
+    node: process.version,
+    reflect: clientVersion,
+    alias: CLIENT_ALIAS || null,
+    mutators: Object.keys(clientMutators),
+  }),
 
   async open({name, server, roomID, userID, auth = null, logLevel = 'info', waitOnline = true, timeout = 15_000}) {
     if (clients.has(name) && !clients.get(name).closed) throw new Error(`client ${name} already open`);
@@ -321,16 +336,17 @@ const commands = {
     return {clientID: c.clientID, clientGroupID: await r.clientGroupID, ms: performance.now() - t0};
   },
 
-  async mutate({name, mutator, args = {}, confirm = true, timeout = 30_000}) {
+  // noArgs: calls the mutator with no argument at all (`r.mutate.reset()`).
+  async mutate({name, mutator, args = {}, noArgs = false, confirm = true, timeout = 30_000}) {
     const c = client(name);
     const fn = c.r.mutate[mutator];
     if (!fn) throw new Error(`unknown mutator ${mutator}`);
     const t0 = performance.now();
-    const id = await fn(args);
+    const {mutationID: id, result} = noArgs ? await fn() : await fn(args);
     const localMs = performance.now() - t0;
-    if (!confirm) return {id, localMs};
+    if (!confirm) return {id, result, localMs};
     await confirmed(c, id, timeout);
-    return {id, localMs, ms: performance.now() - t0};
+    return {id, result, localMs, ms: performance.now() - t0};
   },
 
   // Waits until every mutation this client has made so far is confirmed.

@@ -42,6 +42,12 @@ function log(level, message) {
   send(0, JSON.stringify({logs: [[level, '', '', message]]}));
 }
 
+/** Sends what the app logged outside a batch (while loading, in a timer). */
+function flushAppLogs() {
+  const logs = context.__reflectdTakeLogs();
+  if (logs !== '[]') send(0, `{"logs":${logs}}`);
+}
+
 let pending = Buffer.alloc(0);
 input.on('data', chunk => {
   pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
@@ -161,6 +167,7 @@ function makeContext() {
       } catch (e) {
         log('error', `timer callback failed: ${e?.stack ?? e}`);
       }
+      flushAppLogs();
     };
     timers.set(id, repeat ? setInterval(fire, ms) : setTimeout(fire, ms));
     return id;
@@ -286,6 +293,7 @@ async function load(request) {
   context.__reflectdOptions = options;
   context.__reflectdConfig = {env: config.env, limits: config.limits};
   runGuarded('__reflectdConfigure(__reflectdConfig, __reflectdOptions)');
+  flushAppLogs();
   bundleFile = built.file;
   return {
     mutators: Object.keys(options.mutators),
@@ -334,18 +342,20 @@ let lastPong = 0;
 let watchdog;
 
 function startWorker() {
-  worker = new Worker(new URL('./auth-worker.mjs', import.meta.url), {
+  const started = new Worker(new URL('./auth-worker.mjs', import.meta.url), {
     workerData: {bundleFile, env: config.env, entry: config.entry},
     resourceLimits: config.heapLimitMb ? {maxOldGenerationSizeMb: config.heapLimitMb} : undefined,
   });
+  worker = started;
   lastPong = Date.now();
-  worker.on('message', message => {
+  // a worker the watchdog gave up on may still speak or exit later: only the current one counts
+  started.on('message', message => {
+    if (worker !== started) return;
     if (message.pong) {
       lastPong = Date.now();
     } else if (message.log) {
       send(0, JSON.stringify({logs: [message.log]}));
-    } else {
-      authWaiting.delete(message.id);
+    } else if (authWaiting.delete(message.id)) {
       send(message.id, JSON.stringify(message.answer));
     }
   });
@@ -353,12 +363,14 @@ function startWorker() {
     for (const id of authWaiting.keys()) send(id, JSON.stringify({error: {name: 'Error', message: why}}));
     authWaiting.clear();
   };
-  worker.on('error', e => {
+  started.on('error', e => {
+    if (worker !== started) return;
     log('error', `the auth handler's worker failed: ${e?.stack ?? e}`);
     failAll(`the auth handler's worker failed: ${e?.message ?? e}`);
     worker = undefined;
   });
-  worker.on('exit', () => {
+  started.on('exit', () => {
+    if (worker !== started) return;
     failAll("the auth handler's worker stopped");
     worker = undefined;
   });

@@ -356,7 +356,7 @@
         return tx => mutator(tx, call.args ?? null);
       }
       case 'roomStart':
-        return tx => options.roomStartHandler(tx, call.roomID);
+        return tx => options.roomStartHandler(tx, batch.roomID);
       case 'clientDisconnect':
         return tx => (options.onClientDisconnect ?? options.disconnectHandler)(tx);
       case 'clientDelete':
