@@ -1,0 +1,49 @@
+// Runaway and greedy app code, stopped by the runtime's limits (tests/js/node/test_host.py).
+import type {WriteTransaction} from '@rocicorp/reflect/server';
+
+export default function makeOptions() {
+  return {
+    mutators: {
+      async put(tx: WriteTransaction, {key, value}: {key: string; value: number}) {
+        await tx.set(key, value);
+      },
+      async spin(tx: WriteTransaction) {
+        await tx.set('spun', true);
+        for (;;) {
+          // runs away before any await
+        }
+      },
+      async spinAfterAwait(tx: WriteTransaction) {
+        await tx.get('anything');
+        await tx.set('spun', true);
+        for (;;) {
+          // runs away after an await
+        }
+      },
+      async waitForTimer(tx: WriteTransaction) {
+        await new Promise(resolve => setTimeout(resolve, 10));
+        await tx.set('waited', true);
+      },
+      async heapBomb(tx: WriteTransaction) {
+        await tx.set('bombed', true);
+        const hoard: string[][] = [];
+        for (;;) hoard.push(new Array(1 << 20).fill('x'.repeat(16)));
+      },
+      async busy(tx: WriteTransaction, {ms}: {ms: number}) {
+        const until = Date.now() + ms;
+        while (Date.now() < until) {
+          // works for a while, within the limit
+        }
+        await tx.set(`busy/${tx.mutationID}`, ms);
+      },
+    },
+    authHandler(token: string) {
+      if (token === 'spin') {
+        for (;;) {
+          // runs away
+        }
+      }
+      return {userID: token};
+    },
+  };
+}
