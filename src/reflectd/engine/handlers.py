@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from reflectd.engine.records import Entry
 from reflectd.engine.transaction import NO_MUTATION_ID, WriteTransaction
@@ -64,6 +64,19 @@ class AppRuntime(Protocol):
         """Run ``calls`` in order, each seeing the writes of those before it that succeeded,
         against the room's entries. Must not change the room: the room applies the writes."""
         ...
+
+    def reset(self, room: Room) -> None:
+        """Forget what the runtime knows of the room: it ran calls whose writes the room
+        did not keep (it will see the room afresh next time)."""
+        ...
+
+
+@runtime_checkable
+class AsyncAppRuntime(AppRuntime, Protocol):
+    """An ``AppRuntime`` that can also run a turn's calls ahead, while the event loop goes
+    on (``Room.prepare`` then hands the results to the turn)."""
+
+    async def run_async(self, room: Room, calls: Sequence[AppCall]) -> list[CallResult]: ...
 
 
 @dataclass(frozen=True, slots=True)

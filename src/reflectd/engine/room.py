@@ -127,6 +127,8 @@ class Room:
         self.queue: list[PendingMutation] = []
         self.last_gc_ms: int | None = None
         self._effects: list[Effect] = []
+        #: calls an app runtime ran ahead for the next turn, with their results
+        self._prepared: tuple[list[AppCall], list[CallResult]] | None = None
 
     # ----------------------------------------------------------------------- outputs
 
@@ -302,13 +304,24 @@ class Room:
             max_value_bytes=self.settings.max_value_bytes,
         )
 
+    def prepare(self, calls: list[AppCall], results: list[CallResult]) -> None:
+        """Results of calls the app runtime ran ahead (see ``turn.planned_calls``): the next
+        ``run_calls`` with exactly these calls takes them instead of running them."""
+        self._prepared = (calls, results)
+
     def run_calls(self, calls: Sequence[AppCall]) -> list[CallResult]:
         """Run app code, in order; apply the writes of each call that succeeds, log each
         failure. An unknown mutator fails (it is the caller's to skip it quietly)."""
         runtime = self.handlers.runtime
         if runtime is None:
             return [self._run_python(call) for call in calls]
-        results = runtime.run(self, calls)
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and prepared[0] == list(calls):
+            results = prepared[1]
+        else:
+            if prepared is not None:
+                runtime.reset(self)  # it ran calls whose writes will not be kept
+            results = runtime.run(self, calls)
         for call, result in zip(calls, results, strict=True):
             if isinstance(result, CallFailed):
                 logger.error(

@@ -57,6 +57,58 @@ def run_turn(room: Room, *, now_ms: int, request_id: str) -> bool:
     return True
 
 
+def planned_calls(room: Room) -> list[AppCall]:
+    """The mutator calls the next turn will make, so that an app runtime can run them ahead
+    (``Room.prepare``); the turn's own fast-forward and GC come after and do not change them."""
+    batch = room.queue[: room.settings.max_mutations_per_turn]
+    calls = _mutation_calls(_in_order(room, batch, log=False), room.state.version or 0)
+    return [call for call in calls if room.handlers.has_mutator(call.name)]
+
+
+def _in_order(room: Room, batch: list[PendingMutation], *, log: bool) -> list[PendingMutation]:
+    """The mutations that apply: each the next of its client (duplicates are dropped)."""
+    last_ids: dict[str, int] = {}
+    applied = []
+    for m in batch:
+        record = room.state.clients.get(m.client_id)
+        if record is None:
+            if log:
+                logger.error("room %s: no client record for %s, mutation dropped", room.room_id, m)
+            continue
+        expected = last_ids.get(m.client_id, record.last_mutation_id) + 1
+        if m.id < expected:
+            continue
+        if m.id > expected:
+            if log:
+                logger.error(
+                    "room %s: mutation %d of client %s skipped: expected %d",
+                    room.room_id,
+                    m.id,
+                    m.client_id,
+                    expected,
+                )
+            continue
+        last_ids[m.client_id] = m.id
+        applied.append(m)
+    return applied
+
+
+def _mutation_calls(applied: list[PendingMutation], version: int) -> list[AppCall]:
+    """A call per mutation, each at its own version after ``version``."""
+    return [
+        AppCall(
+            "mutator",
+            client_id=m.client_id,
+            version=version + 1 + i,
+            name=m.name,
+            args=m.args,
+            mutation_id=m.id,
+            auth=m.auth,
+        )
+        for i, m in enumerate(applied)
+    ]
+
+
 def encode_patch(entries: Mapping[str, Entry]) -> Raw:
     """The patch ops for ``entries``: ``put`` for live values, ``del`` for tombstones."""
     if not entries:
@@ -135,19 +187,8 @@ class _Turn:
         limit = self.room.settings.max_mutations_per_turn
         batch = self.room.queue[:limit]
         del self.room.queue[:limit]
-        applied = self._in_order(batch)
-        calls = [
-            AppCall(
-                "mutator",
-                client_id=m.client_id,
-                version=self.version + 1 + i,
-                name=m.name,
-                args=m.args,
-                mutation_id=m.id,
-                auth=m.auth,
-            )
-            for i, m in enumerate(applied)
-        ]
+        applied = _in_order(self.room, batch, log=True)
+        calls = _mutation_calls(applied, self.version)
         known = [call for call in calls if self.room.handlers.has_mutator(call.name)]
         results = iter(self.room.run_calls(known))
         for m, call in zip(applied, calls, strict=True):
@@ -161,33 +202,6 @@ class _Turn:
                 if not isinstance(result, CallFailed):
                     written = result
             self._confirm(m, call.version, written)
-
-    def _in_order(self, batch: list[PendingMutation]) -> list[PendingMutation]:
-        """The mutations that apply: each the next of its client (duplicates are dropped)."""
-        last_ids: dict[str, int] = {}
-        applied = []
-        for m in batch:
-            record = self.state.clients.get(m.client_id)
-            if record is None:
-                logger.error(
-                    "room %s: no client record for %s, mutation dropped", self.room.room_id, m
-                )
-                continue
-            expected = last_ids.get(m.client_id, record.last_mutation_id) + 1
-            if m.id < expected:
-                continue
-            if m.id > expected:
-                logger.error(
-                    "room %s: mutation %d of client %s skipped: expected %d",
-                    self.room.room_id,
-                    m.id,
-                    m.client_id,
-                    expected,
-                )
-                continue
-            last_ids[m.client_id] = m.id
-            applied.append(m)
-        return applied
 
     def _confirm(self, m: PendingMutation, version: int, written: Mapping[str, Entry]) -> None:
         """Record the mutation as applied at ``version`` and queue its pokes."""

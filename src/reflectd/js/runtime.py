@@ -13,6 +13,7 @@ answer, so nothing acknowledged is lost.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -32,6 +33,7 @@ from reflectd.js.channel import Channel
 
 if TYPE_CHECKING:
     from reflectd.engine.room import Room
+    from reflectd.engine.state import RoomState
 
 logger = logging.getLogger(__name__)
 app_logger = logging.getLogger("reflectd.app")
@@ -127,9 +129,13 @@ class JsLoadError(JsRuntimeError):
 
 @dataclass(slots=True)
 class _RoomCopy:
+    """What the runtime's copy of a room is: its key there, its sequence number, the
+    runtime process it is in, and the room state it copies."""
+
     key: str
     seq: int
     generation: int
+    state: RoomState | None = None
 
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING}
@@ -160,6 +166,9 @@ class JsRuntime:
         self._generation = 0
         self._copies: weakref.WeakKeyDictionary[Room, _RoomCopy] = weakref.WeakKeyDictionary()
         self._forgotten: list[str] = []
+        #: rooms waiting for the next ``batches`` request, and the task sending it
+        self._queued: list[tuple[Room, list[AppCall], asyncio.Future[list[CallResult]]]] = []
+        self._flushing: set[asyncio.Task[None]] = set()
         self.shape = self._start()
         self.mutator_names = frozenset(self.shape.mutators)
         kinds: list[CallKind] = []
@@ -249,15 +258,77 @@ class JsRuntime:
                 self._restart()
         return results
 
+    def reset(self, room: Room) -> None:
+        copy = self._copies.get(room)
+        if copy is not None:
+            copy.generation = 0  # sent whole next time
+
+    async def run_async(self, room: Room, calls: Sequence[AppCall]) -> list[CallResult]:
+        """Run ``calls`` while the event loop goes on; the calls of every room that asks in
+        the same iteration of the loop cross together, in one request."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[CallResult]] = loop.create_future()
+        self._queued.append((room, list(calls), future))
+        if len(self._queued) == 1:
+            loop.call_soon(self._start_flush, loop)
+        return await future
+
+    def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(self._flush())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        try:
+            channel = self._channel if self._channel is not None else self._restart()
+            self._send_forgotten(channel)
+            requests = [
+                self._request(room, [_call_json(c) for c in calls]) for room, calls, _ in queued
+            ]
+            answers = msgspec.json.decode(
+                await channel.request_async("batches", b"\n".join(requests)),
+                type=list[_BatchAnswer],
+            )
+        except JsRuntimeError as e:
+            logger.error("the JS runtime stopped during a batch (%s)", e)
+            answers = []
+        for i, (room, calls, future) in enumerate(queued):
+            answer = answers[i] if i < len(answers) else None
+            try:
+                if answer is not None and not answer.resync and answer.error is None:
+                    result = self._results(room, calls, answer)
+                else:
+                    self.reset(room)
+                    result = self.run(room, calls)
+            except Exception as e:  # handed to the turn that waits for it
+                if not future.done():
+                    future.set_exception(e)
+                continue
+            if not future.done():
+                future.set_result(result)
+
+    def _send_forgotten(self, channel: Channel) -> None:
+        if self._forgotten:
+            forgotten, self._forgotten = self._forgotten, []
+            channel.send("forget", _encoder.encode(forgotten))
+
+    def _results(
+        self, room: Room, calls: Sequence[AppCall], answer: _BatchAnswer
+    ) -> list[CallResult]:
+        self._log(answer.logs)
+        if len(answer.results) != len(calls):
+            self._copies.pop(room, None)
+            raise JsRuntimeError("the JS runtime answered a batch with the wrong number of results")
+        return [_result(room, call, r) for call, r in zip(calls, answer.results, strict=True)]
+
     def _run_batch(
         self, room: Room, calls: Sequence[AppCall], *, guarded: bool = False
     ) -> list[CallResult]:
         """One crossing. Unguarded, a call that runs away ends the process (the runtime's
         watchdog); guarded, it fails alone, at the cost of a timer per evaluation."""
         channel = self._channel if self._channel is not None else self._restart()
-        if self._forgotten:
-            forgotten, self._forgotten = self._forgotten, []
-            channel.send("forget", _encoder.encode(forgotten))
+        self._send_forgotten(channel)
         op = "batch-guarded" if guarded else "batch"
         calls_json = [_call_json(call) for call in calls]
         request = self._request(room, calls_json)
@@ -270,11 +341,7 @@ class JsRuntime:
         if answer.error is not None:
             self._copies.pop(room, None)
             raise JsRuntimeError(answer.error.message)
-        self._log(answer.logs)
-        if len(answer.results) != len(calls):
-            self._copies.pop(room, None)
-            raise JsRuntimeError("the JS runtime answered a batch with the wrong number of results")
-        return [_result(room, call, r) for call, r in zip(calls, answer.results, strict=True)]
+        return self._results(room, calls, answer)
 
     def _request(self, room: Room, calls: list[dict[str, Any]], *, full: bool = False) -> bytes:
         """The batch request; it also moves the room's copy on to its next sequence number."""
@@ -284,10 +351,11 @@ class JsRuntime:
             copy = _RoomCopy(key=f"{room.room_id}\x00{next(_room_keys)}", seq=0, generation=0)
             self._copies[room] = copy
             weakref.finalize(room, self._forgotten.append, copy.key)
-        if copy.generation != self._generation:
-            full = True
+        if copy.generation != self._generation or copy.state is not state:
+            full = True  # another process, or the room's state was reloaded
         if full:
             copy.generation = self._generation
+            copy.state = state
             delta: list[tuple[str, msgspec.Raw | None]] = [
                 (key, msgspec.Raw(entry.value))
                 for key, entry in state.entries.items()

@@ -6,7 +6,8 @@
 //
 //   load   bundle the app (esbuild, as Reflect's CLI did) and evaluate it; answer its shape
 //   batch  run a room's calls (mutations, room handlers) in the mutator context; answer the
-//          writes of each call, or its error (batch-guarded: each evaluation time-limited)
+//          writes of each call, or its error (batch-guarded: each evaluation time-limited;
+//          batches: several rooms' batches, one a line, answered as a JSON array)
 //   forget drop the copies of rooms the server has unloaded (no answer)
 //   auth   run the auth handler in its own worker thread (it may fetch); answer its result
 //
@@ -77,6 +78,9 @@ function handle(id, op, body) {
         return;
       case 'batch-guarded':
         send(id, runBatch(body, true));
+        return;
+      case 'batches': // several rooms' batches, one a line
+        send(id, `[${body.split('\n').map(text => runBatch(text, false)).join(',')}]`);
         return;
       case 'forget':
         for (const key of JSON.parse(body)) batchApi.forget(key);
