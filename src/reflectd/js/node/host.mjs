@@ -70,7 +70,7 @@ function handle(id, op, body) {
       case 'load':
         void load(JSON.parse(body)).then(
           answer => send(id, JSON.stringify(answer)),
-          e => send(id, JSON.stringify({error: {kind: 'load', message: e?.stack ?? String(e)}})),
+          e => send(id, JSON.stringify({error: {kind: 'load', message: describeLoadError(e)}})),
         );
         return;
       case 'batch':
@@ -94,6 +94,13 @@ function handle(id, op, body) {
   } catch (e) {
     send(id, JSON.stringify({error: {kind: 'internal', message: e?.stack ?? String(e)}}));
   }
+}
+
+/** What is wrong with the app's module (the host's own stack would not help its author). */
+class ModuleError extends Error {}
+
+function describeLoadError(e) {
+  return e instanceof ModuleError ? e.message : (e?.stack ?? String(e));
 }
 
 // ------------------------------------------------------------------ the mutator context
@@ -221,7 +228,7 @@ function makeContext() {
 async function evaluateModule(code) {
   const module = new vm.SourceTextModule(code, {context, identifier: config.entry});
   await module.link(specifier => {
-    throw new Error(`${config.entry}: import ${JSON.stringify(specifier)} cannot be provided`);
+    throw new ModuleError(`${config.entry}: import ${JSON.stringify(specifier)} cannot be provided`);
   });
   // its promise never settles here (this context runs its own microtasks): read the status
   void module.evaluate({timeout: config.cpuLimitMs}).catch(() => {});
@@ -231,7 +238,7 @@ async function evaluateModule(code) {
     runGuarded('');
   }
   if (module.status === 'errored') throw module.error;
-  if (module.status !== 'evaluated') throw new Error(`${config.entry}: its top-level await did not finish`);
+  if (module.status !== 'evaluated') throw new ModuleError(`${config.entry}: its top-level await did not finish`);
   return module.namespace;
 }
 
@@ -252,25 +259,25 @@ const OPTION_NAMES = [
 function checkOptions(options) {
   const where = config.entry;
   if (options === null || typeof options !== 'object') {
-    throw new Error(`${where}: the default export must be makeOptions or the options object`);
+    throw new ModuleError(`${where}: the default export must be makeOptions or the options object`);
   }
   if (options.mutators === null || typeof options.mutators !== 'object') {
-    throw new Error(`${where}: the options have no mutators object`);
+    throw new ModuleError(`${where}: the options have no mutators object`);
   }
   for (const [name, mutator] of Object.entries(options.mutators)) {
-    if (typeof mutator !== 'function') throw new Error(`${where}: mutator ${name} is not a function`);
+    if (typeof mutator !== 'function') throw new ModuleError(`${where}: mutator ${name} is not a function`);
   }
   for (const name of ['authHandler', 'roomStartHandler', 'onClientDisconnect', 'disconnectHandler', 'onClientDelete']) {
     if (options[name] !== undefined && typeof options[name] !== 'function') {
-      throw new Error(`${where}: ${name} is not a function`);
+      throw new ModuleError(`${where}: ${name} is not a function`);
     }
   }
   if (options.logLevel !== undefined && !['debug', 'info', 'error'].includes(options.logLevel)) {
-    throw new Error(`${where}: logLevel must be 'debug', 'info' or 'error'`);
+    throw new ModuleError(`${where}: logLevel must be 'debug', 'info' or 'error'`);
   }
   const max = options.maxMutationsPerTurn;
   if (max !== undefined && !(Number.isInteger(max) && max > 0)) {
-    throw new Error(`${where}: maxMutationsPerTurn must be a positive integer`);
+    throw new ModuleError(`${where}: maxMutationsPerTurn must be a positive integer`);
   }
   for (const name of Object.keys(options)) {
     if (!OPTION_NAMES.includes(name)) log('info', `${where}: option ${name} is not known to reflectd; ignored`);
@@ -291,7 +298,7 @@ async function load(request) {
     const make = typeof d === 'function' ? d : d?.__reflectdMakeOptions ?? (() => d);
     return make(Object.freeze({...__reflectdEnv}));
   })()`);
-  if (made.timedOut) throw new Error(`${config.entry}: makeOptions ran past the time limit`);
+  if (made.timedOut) throw new ModuleError(`${config.entry}: makeOptions ran past the time limit`);
   const options = made.value;
   checkOptions(options);
   context.__reflectdOptions = options;

@@ -315,17 +315,25 @@
       })
       .join(' ');
   }
+  // A sink that writes to the console (consoleLogSink, what defaultConsoleLogSink adds) would
+  // call back here for ever: what a sink logs is dropped, its line is in the log already.
+  let inSink = false;
   function logAt(level) {
     return (...args) => {
-      if (LEVELS[level] < logLevel) return;
+      if (inSink || LEVELS[level] < logLevel) return;
       const message = format(args);
       logs.push([level, current.roomID, current.clientID, message]);
-      for (const sink of options.logSinks ?? []) {
-        try {
-          sink.log(level === 'warn' ? 'info' : level, {roomID: current.roomID, clientID: current.clientID}, ...args);
-        } catch {
-          // a failing sink must not fail the call
+      inSink = true;
+      try {
+        for (const sink of options.logSinks ?? []) {
+          try {
+            sink.log(level === 'warn' ? 'info' : level, {roomID: current.roomID, clientID: current.clientID}, ...args);
+          } catch {
+            // a failing sink must not fail the call
+          }
         }
+      } finally {
+        inSink = false;
       }
     };
   }

@@ -86,7 +86,11 @@ export function datadogMetrics(_defaultServiceLabel, _tags) {
   };
 }
 
-/** The hosted service's worker factory: under reflectd it only carries the options. */
+/**
+ * The hosted service's worker factory: under reflectd it only carries the options, also in
+ * its `worker` (Reflect's scripts export `worker as default`).
+ */
 export function createReflectServer(makeOptions) {
-  return {__reflectdMakeOptions: makeOptions, worker: {}, RoomDO: class {}, AuthDO: class {}};
+  const worker = {__reflectdMakeOptions: makeOptions};
+  return {__reflectdMakeOptions: makeOptions, worker, RoomDO: class {}, AuthDO: class {}};
 }
