@@ -3,7 +3,7 @@
 // implementation of its runtime values (./reflect-server.js); its types vanish as usual.
 
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs';
-import {createRequire} from 'node:module';
+import {builtinModules, createRequire} from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import {pathToFileURL} from 'node:url';
@@ -33,11 +33,22 @@ const replaceReflectServer = {
   },
 };
 
+/** One line per message: file:line:column, esbuild's text, and what to do about it. */
 function describe(message) {
   const where = message.location;
   const at = where ? `${where.file}:${where.line}:${where.column + 1}: ` : '';
-  const notes = (message.notes ?? []).map(n => `\n  ${n.text}`).join('');
-  return `${at}${message.text}${notes}`;
+  // reflectd's stand-in for the package is its own business
+  const text = message.text.replace(/"[^"]*reflect-server\.js"/g, '"@rocicorp/reflect/server"');
+  const unresolved = /^Could not resolve "(.*)"$/.exec(text)?.[1];
+  if (unresolved === undefined) {
+    return `${at}${text}${(message.notes ?? []).map(n => ` (${n.text})`).join('')}`;
+  }
+  // esbuild's notes suggest its own options (platform, external), which an app cannot set
+  const hint =
+    unresolved.startsWith('node:') || builtinModules.includes(unresolved)
+      ? 'Node.js built-in modules are not available to a server module, which runs as in a Worker'
+      : 'is the package installed? (run `npm install` in your app)';
+  return `${at}${text}: ${hint}`;
 }
 
 let outDir;

@@ -19,6 +19,7 @@
 
 import {readFileSync} from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import vm from 'node:vm';
 import {Worker} from 'node:worker_threads';
@@ -63,6 +64,9 @@ input.on('data', chunk => {
   }
 });
 input.on('end', () => process.exit(0));
+// a promise the app left to fail on its own (a mutator's floating promise, a module that
+// throws while loading) must not end the process
+process.on('unhandledRejection', e => log('error', `unhandled rejection: ${e?.stack ?? e}`));
 
 function handle(id, op, body) {
   try {
@@ -100,7 +104,13 @@ function handle(id, op, body) {
 class ModuleError extends Error {}
 
 function describeLoadError(e) {
-  return e instanceof ModuleError ? e.message : (e?.stack ?? String(e));
+  if (e instanceof ModuleError || !e?.stack) return e?.message ?? String(e);
+  const hostDir = path.dirname(fileURLToPath(import.meta.url));
+  const own = line => line.includes('node:internal') || line.includes(hostDir);
+  return e.stack
+    .split('\n')
+    .filter(line => !own(line))
+    .join('\n');
 }
 
 // ------------------------------------------------------------------ the mutator context

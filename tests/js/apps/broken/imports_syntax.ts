@@ -1,0 +1,3 @@
+// Imports a module with a syntax error.
+import {broken} from "./syntax_dep.ts";
+export default {mutators: {a() { broken; }}};

@@ -1,0 +1,4 @@
+// No mutators in the options.
+export default function makeOptions() {
+  return {authHandler: () => null};
+}

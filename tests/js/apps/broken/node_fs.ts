@@ -1,0 +1,3 @@
+// Node.js built-ins are not provided.
+import {readFileSync} from "node:fs";
+export default {mutators: {a() { readFileSync; }}};

@@ -1,0 +1,1 @@
+export const MUTATOR_NAME = 'compute';
