@@ -45,6 +45,9 @@ class ServerSettings:
     static_dir: str | None = None
     #: how long the auth handler may take (ms)
     auth_timeout_ms: int = 5000
+    #: threads that run a plain (non-async) auth handler; when every one is held by a call
+    #: past its timeout, connects are refused at once (``authHandler busy``)
+    auth_threads: int = 32
     #: how long an idle room (no clients, nothing pending) stays in memory (ms)
     room_idle_unload_ms: int = 30_000
     #: at shutdown, sockets are closed this many at a time ...

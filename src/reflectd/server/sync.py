@@ -36,7 +36,7 @@ from reflectd.protocol.connect import parse_connect_query, parse_gate_params
 from reflectd.protocol.jsparse import decode_uri_component
 from reflectd.protocol.messages import PingBody, PullBody, PushBody
 from reflectd.server.actor import RoomActor, RoomUnavailable, now_ms
-from reflectd.server.auth import authenticate
+from reflectd.server.auth import Authenticator
 from reflectd.server.errors import api_error
 from reflectd.server.http import client_address
 from reflectd.server.proxy import PROXIED_HEADER, forward_request, proxy_socket
@@ -67,6 +67,9 @@ class SyncEndpoints:
         self.registry = registry
         self.settings = settings
         self.sockets: set[ClientSocket] = set()
+        self.authenticate = Authenticator(
+            app, timeout_ms=settings.auth_timeout_ms, threads=settings.auth_threads
+        )
         #: open sockets per client address (``max_connections_per_address``)
         self._per_address: Counter[str] = Counter()
         self._connection_ids = itertools.count(1)
@@ -178,13 +181,7 @@ class SyncEndpoints:
                 token = decode_uri_component(protocol)
             except ValueError:
                 raise InvalidConnectionRequest("malformed auth") from None
-        auth = await authenticate(
-            self.app,
-            token=token,
-            room_id=room_id,
-            user_id=user_id,
-            timeout_ms=self.settings.auth_timeout_ms,
-        )
+        auth = await self.authenticate(token=token, room_id=room_id, user_id=user_id)
         socket.user_id, socket.room_id = user_id, room_id
         actor = await self.registry.open_room(room_id, jurisdiction)
         parsed = parse_connect_query(query, str(websocket.url))
@@ -264,13 +261,7 @@ class SyncEndpoints:
         elif self.app.auth_handler is not None:
             return api_error(401, "Missing Authorization header")
         try:
-            await authenticate(
-                self.app,
-                token=token,
-                room_id=query["roomID"],
-                user_id=query["userID"],
-                timeout_ms=self.settings.auth_timeout_ms,
-            )
+            await self.authenticate(token=token, room_id=query["roomID"], user_id=query["userID"])
         except Unauthorized as e:
             return PlainTextResponse(e.message, 403)
         record = await self.registry.store.get_room(query["roomID"])
