@@ -64,9 +64,13 @@ input.on('data', chunk => {
   }
 });
 input.on('end', () => process.exit(0));
+// the server has closed the pipe (it gave up on this process): nobody is left to answer
+output.on('error', () => process.exit(0));
 // a promise the app left to fail on its own (a mutator's floating promise, a module that
 // throws while loading) must not end the process
-process.on('unhandledRejection', e => log('error', `unhandled rejection: ${e?.stack ?? e}`));
+process.on('unhandledRejection', e => {
+  if (e !== moduleError) log('error', `unhandled rejection: ${e?.stack ?? e}`);
+});
 
 function handle(id, op, body) {
   try {
@@ -235,6 +239,8 @@ function makeContext() {
   batchApi = context.__reflectdBatch;
 }
 
+let moduleError;
+
 async function evaluateModule(code) {
   const module = new vm.SourceTextModule(code, {context, identifier: config.entry});
   await module.link(specifier => {
@@ -247,7 +253,10 @@ async function evaluateModule(code) {
     await new Promise(resolve => setImmediate(resolve));
     runGuarded('');
   }
-  if (module.status === 'errored') throw module.error;
+  if (module.status === 'errored') {
+    moduleError = module.error; // the load's answer reports it; its promise is left rejected
+    throw module.error;
+  }
   if (module.status !== 'evaluated') throw new ModuleError(`${config.entry}: its top-level await did not finish`);
   return module.namespace;
 }
