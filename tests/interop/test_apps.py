@@ -21,16 +21,23 @@ import contextlib
 import filecmp
 import hashlib
 import hmac
+import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -369,6 +376,25 @@ def test_room_start_handler_seeds_an_empty_room_once(board: App, room: str) -> N
     assert items(c, "s-bob") == {welcome["id"]: welcome}  # no second seeding
 
 
+def test_room_start_handler_leaves_a_room_with_data_alone_after_a_restart(
+    board: App, room: str
+) -> None:
+    c = board.clients
+    board.open("s2-alice", room, "alice")
+    c.wait_for("s2-alice", "meta", {"roomID": room, "title": f"Board {room}", "seeded": True})
+    mine = nanoid_like("kept")
+    c.mutate("s2-alice", "createItem", {"id": mine, "title": "Kept", "owner": "alice"})
+    seeded = items(c, "s2-alice")
+    assert len(seeded) == 2
+    c.close("s2-alice")
+
+    board.server.restart()  # the room loads again: its roomStartHandler runs again
+    board.open("s2-bob", room, "bob")
+    c.wait_for("s2-bob", f"item/{mine}", seeded[mine])
+    c.mutate("s2-bob", "stamp")
+    assert items(c, "s2-bob") == seeded  # not empty: no second welcome item
+
+
 def test_rails_entities_created_updated_listed_and_cleared_across_two_clients(
     board: App, room: str
 ) -> None:
@@ -519,4 +545,285 @@ def test_disconnect_handler_deletes_the_clients_presence(board: App, room: str) 
     c.close("d-alice")
     c.wait_for("d-bob", f"presence/{alice}", absent=True)
     assert c.has("d-bob", f"presence/{bob}")
+    c.assert_healthy()
+
+
+# --------------------------------------------------------------------------------------------
+# auth handlers that call the app's backend, and verify a JWT (apps/auth)
+
+AUTH = APPS_DIR / "auth"
+SESSION_KEY = "service-key-5f2c"
+SESSIONS = {"tok-alice": ("alice", "admin"), "tok-bob": ("bob", "viewer")}
+JWT_SECRET = b"a-secret-of-at-least-32-bytes-for-hs256!"
+
+
+class SessionService(ThreadingHTTPServer):
+    """The app's backend: GET /session?room=... with the token as a bearer; it wants the
+    app's service key. Records the requests it got."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _SessionHandler)
+        self.requests: list[dict[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _SessionHandler(BaseHTTPRequestHandler):
+    server: SessionService
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        token = self.headers.get("authorization", "").removeprefix("Bearer ")
+        self.server.requests.append(
+            {"path": url.path, "query": parse_qs(url.query), "token": token}
+        )
+        if self.headers.get("x-service-key") != SESSION_KEY:
+            self._answer(403, {"error": "wrong service key"})
+        elif token == "tok-broken":
+            self._answer(500, {"error": "database down"})
+        elif token not in SESSIONS:
+            self._answer(401, {"error": "no such session"})
+        else:
+            user, role = SESSIONS[token]
+            self._answer(200, {"userID": user, "role": role})
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def session_service() -> Iterator[SessionService]:
+    service = SessionService()
+    thread = threading.Thread(target=service.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield service
+    finally:
+        service.shutdown()
+        service.server_close()
+
+
+@pytest.fixture(scope="module")
+def fetch_auth_module(
+    apps_ready: Path, session_service: SessionService, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[App]:
+    env = {"REFLECTD_VAR_SESSION_URL": session_service.url, "REFLECTD_VAR_SESSION_KEY": SESSION_KEY}
+    base = tmp_path_factory.mktemp("auth-fetch")
+    with _app(AUTH / "reflect" / "fetch.ts", AUTH / "src" / "mutators.ts", base, env=env) as app:
+        yield app
+
+
+@pytest.fixture
+def fetch_auth(fetch_auth_module: App) -> Iterator[App]:
+    yield fetch_auth_module
+    fetch_auth_module.close_all()
+
+
+def test_auth_handler_that_fetches_the_session_service_admits_and_refuses(
+    fetch_auth: App, session_service: SessionService, room: str
+) -> None:
+    c = fetch_auth.clients
+    alice = fetch_auth.open("f-alice", room, "alice", auth="tok-alice")
+    c.mutate("f-alice", "whoami")
+    # tx.auth is what the handler returned, the role from the service included
+    assert c.get("f-alice", f"profile/{alice}") == {
+        "userID": "alice",
+        "role": "admin",
+        "location": "server",
+    }
+    asked = [r for r in session_service.requests if r["query"].get("room") == [room]]
+    assert asked and asked[0]["path"] == "/session" and asked[0]["token"] == "tok-alice"
+
+    fetch_auth.open("f-unknown", room, "carol", auth="tok-carol", wait=False)
+    fetch_auth.open("f-broken", room, "dave", auth="tok-broken", wait=False)
+    fetch_auth.open("f-mallory", room, "mallory", auth="tok-bob", wait=False)  # bob's token
+    assert fetch_auth.first_error("f-unknown") == ("Unauthorized", "no authData")
+    assert fetch_auth.first_error("f-broken") == (
+        "Unauthorized",
+        "authHandler rejected: Error: the session service answered 500",
+    )
+    assert fetch_auth.first_error("f-mallory") == (
+        "Unauthorized",
+        "userID returned by authHandler must match userID specified in Reflect constructor.",
+    )
+    for name in ("f-unknown", "f-broken", "f-mallory"):
+        state = c.state(name, levels=())
+        assert not state["online"] and state["pokesApplied"] == 0, name
+    c.mutate("f-alice", "whoami")  # the admitted client is unaffected
+    c.assert_healthy()
+
+
+@pytest.fixture(scope="module")
+def jwt_auth_module(apps_ready: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    env = {"REFLECTD_VAR_JWT_SECRET": JWT_SECRET.decode()}
+    base = tmp_path_factory.mktemp("auth-jwt")
+    with _app(AUTH / "reflect" / "jwt.ts", AUTH / "src" / "mutators.ts", base, env=env) as app:
+        yield app
+
+
+@pytest.fixture
+def jwt_auth(jwt_auth_module: App) -> Iterator[App]:
+    yield jwt_auth_module
+    jwt_auth_module.close_all()
+
+
+def test_auth_handler_verifying_an_hs256_jwt_with_jose_admits_good_tokens_only(
+    jwt_auth: App, room: str
+) -> None:
+    c = jwt_auth.clients
+    now = int(time.time())
+
+    def token(secret: bytes = JWT_SECRET, **claims: Any) -> str:
+        base = {"sub": "alice", "aud": "reflect", "iat": now, "exp": now + 600, "role": "editor"}
+        return hs256_jwt(secret, base | claims)
+
+    alice = jwt_auth.open("j-alice", room, "alice", auth=token(rooms=[room]))
+    bob = jwt_auth.open("j-bob", room, "bob", auth=token(sub="bob", role="viewer"))
+    c.mutate("j-alice", "whoami")
+    c.mutate("j-bob", "whoami")
+    profile = {"userID": "alice", "role": "editor", "location": "server"}
+    c.wait_for("j-bob", f"profile/{alice}", profile)
+    c.wait_for(
+        "j-alice", f"profile/{bob}", {"userID": "bob", "role": "viewer", "location": "server"}
+    )
+
+    refused = {
+        "j-forged": token(secret=b"not-the-apps-secret-but-32-bytes-long!"),
+        "j-expired": token(iat=now - 7200, exp=now - 3600),
+        "j-audience": token(aud="someone-else"),
+        "j-garbage": "not.a.jwt",
+    }
+    for name, bad in refused.items():
+        jwt_auth.open(name, room, "alice", auth=bad, wait=False)
+    jwt_auth.open("j-other-room", room, "alice", auth=token(rooms=["elsewhere"]), wait=False)
+    errors = {name: jwt_auth.first_error(name) for name in [*refused, "j-other-room"]}
+    # what jose threw, with its class name, as the original server reports it
+    rejected = "authHandler rejected: "
+    assert errors == {
+        "j-forged": (
+            "Unauthorized",
+            rejected + "JWSSignatureVerificationFailed: signature verification failed",
+        ),
+        "j-expired": ("Unauthorized", rejected + 'JWTExpired: "exp" claim timestamp check failed'),
+        "j-audience": (
+            "Unauthorized",
+            rejected + 'JWTClaimValidationFailed: unexpected "aud" claim value',
+        ),
+        "j-garbage": ("Unauthorized", rejected + "JWSInvalid: JWS Protected Header is invalid"),
+        "j-other-room": ("Unauthorized", "no authData"),
+    }
+    for name in errors:
+        state = c.state(name, levels=())
+        assert not state["online"] and state["pokesApplied"] == 0, name
+
+    # onClientDisconnect: a client's profile goes when it disconnects
+    c.close("j-alice")
+    c.wait_for("j-bob", f"profile/{alice}", absent=True)
+    assert c.has("j-bob", f"profile/{bob}")
+    c.assert_healthy()
+
+
+# --------------------------------------------------------------------------------------------
+# the JS runtime killed under load (last: it uses the board's server)
+
+
+def converge(c: NodeClients, names: list[str], token: str) -> None:
+    """Until every client has seen every other's latest mutation: each stamps a token, and
+    waits for all the stamps (pokes arrive in order, so everything before them is there)."""
+    ids = {name: c.state(name, levels=())["clientID"] for name in names}
+    for name in names:
+        c.mutate(name, "stamp", token)
+    stamp = {"arg": json.dumps(token), "location": "server"}
+    NodeClients.gather(
+        c.wait_for_async(name, f"stamp/{other}", stamp) for name in names for other in ids.values()
+    )
+
+
+def test_js_runtime_killed_under_load_loses_nothing_confirmed_and_recovers(
+    board: App, room: str, record_timing: Callable[[str], None]
+) -> None:
+    c = board.clients
+    names = [f"k{i}" for i in range(4)]
+    for i, name in enumerate(names):
+        board.open(name, room, f"user{i}")
+    shared = nanoid_like("shared")
+    c.mutate("k0", "createItem", {"id": shared, "title": "votes", "owner": "user0"})
+    (before,) = node_children(board.server.proc.pid)  # type: ignore[union-attr]
+
+    stop = threading.Event()
+    made: list[str] = []  # confirmed items
+    confirmed: list[tuple[float, str]] = []  # (when, what) of each confirmation
+    lock = threading.Lock()
+
+    def work(i: int, name: str) -> None:
+        for n in range(1000):
+            if stop.is_set():
+                return
+            if n % 2:
+                c.mutate(name, "toggleDone", {"id": shared})
+                what = "vote"
+            else:
+                what = nanoid_like(f"k{i}-{n}")
+                c.mutate(
+                    name, "createItem", {"id": what, "title": f"k{i} {n}", "owner": f"user{i}"}
+                )
+            with lock:
+                confirmed.append((time.monotonic(), what))
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        futures = [pool.submit(work, i, name) for i, name in enumerate(names)]
+        time.sleep(1.0)
+        os.kill(before, signal.SIGKILL)
+        killed_at = time.monotonic()
+        done_before_kill = len(confirmed)
+        time.sleep(2.5)
+        stop.set()
+        for future in futures:
+            future.result(timeout=60)
+    assert done_before_kill > 10, "the clients were not mutating when the runtime was killed"
+    after_kill = [t for t, _ in confirmed if t > killed_at]
+    assert len(after_kill) > 2 * len(names), "the clients made no progress after the kill"
+    stall = max(b - a for a, b in itertools.pairwise([killed_at, *after_kill]))
+    made = [what for _, what in confirmed if what != "vote"]
+    votes = len(confirmed) - len(made)
+
+    # a new runtime, started by the server itself
+    after = wait_until(
+        lambda: node_children(board.server.proc.pid),  # type: ignore[union-attr]
+        timeout=15,
+        what="a new JS runtime",
+    )
+    assert before not in after and board.server.proc.poll() is None  # type: ignore[union-attr]
+    assert JS_RESTARTED in board.log()
+
+    # every confirmed mutation is there, in every client, exactly once
+    converge(c, names, "after the kill")
+    for name in names:
+        seen = items(c, name)
+        missing = [id_ for id_ in made if id_ not in seen]
+        assert not missing, f"{name} lacks {len(missing)} confirmed items: {missing[:5]}"
+        assert seen[shared]["votes"] == votes and seen[shared]["done"] == bool(votes % 2), (
+            name,
+            seen[shared],
+            votes,
+        )
+
+    # and the clients keep working
+    c.mutate("k1", "renameItem", {"id": shared, "title": "still here"})
+    c.wait_for("k3", f"item/{shared}", seen[shared] | {"title": "still here"})
+    record_timing(
+        f"JS runtime killed under load (4 clients): {len(confirmed)} confirmed mutations, "
+        f"{done_before_kill} before the kill, none lost; longest wait for a confirmation "
+        f"after the kill {stall * 1000:.0f} ms"
+    )
     c.assert_healthy()
