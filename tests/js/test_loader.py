@@ -17,7 +17,7 @@ from reflectd.js import JsRuntime, load_server_module
 from reflectd.js.loader import ServerModuleError
 from reflectd.loader import AppLoadError, load_app
 from reflectd.server.settings import ServerSettings
-from tests.server.harness import serve
+from tests.server.harness import connect_params, serve
 
 from .harness import APPS, JsRoom
 
@@ -120,8 +120,6 @@ async def test_through_a_socket_auth_fields_reach_mutators_and_disconnect_runs(
 async def test_through_a_socket_auth_handler_refusals_carry_their_reason(
     load: type[App],
 ) -> None:
-    from tests.server.harness import connect_params
-
     async with serve(load("handlers.ts"), ServerSettings(db="memory://")) as server:
         await server.refused(connect_params(client_id="n"), "Unauthorized", protocol="null")
         reason = await (await server.open(connect_params(client_id="t"), protocol="throw")).recv()

@@ -4,12 +4,15 @@ and across restarts of the Node.js process."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from reflectd.app import App
 from reflectd.engine.handlers import AppCall
 from reflectd.engine.records import Entry, RoomSnapshot
 from reflectd.errors import AppCodeFailed
@@ -94,8 +97,6 @@ def test_the_runtime_reports_which_handlers_the_module_has(runtime_of: Start) ->
 
 
 def authenticator(runtime: JsRuntime, env: dict[str, str] | None = None) -> Authenticator:
-    from reflectd.app import App
-
     app = App(mutators={}, auth_handler=runtime.authenticate, env=env or {}, runtime=runtime)
     return Authenticator(app, timeout_ms=5000, threads=2)
 
@@ -257,8 +258,6 @@ def test_a_killed_node_process_is_restarted_and_the_room_resynced(runtime_of: St
 
 
 def test_a_killed_node_process_is_restarted_for_the_auth_handler(runtime_of: Start) -> None:
-    import asyncio
-
     runtime = runtime_of("handlers.ts")
     assert runtime._channel is not None
     runtime._channel.process.kill()
@@ -267,3 +266,26 @@ def test_a_killed_node_process_is_restarted_for_the_auth_handler(runtime_of: Sta
 
     assert written(room.mutate("putPresence")) == {"presence/c1": True}
     assert asyncio.run(runtime.authenticate("bob", "r1", {}))["userID"] == "bob"  # type: ignore[index]
+
+
+def test_node_killed_during_a_batch_loses_nothing_and_gives_the_same_results(
+    runtime_of: Start,
+) -> None:
+    runtime = runtime_of("limits.ts")
+    room = JsRoom(runtime)
+    room.mutate("put", {"key": "before", "value": 0})
+    assert runtime._channel is not None
+    process = runtime._channel.process
+    killer = threading.Timer(0.1, process.kill)
+    killer.start()
+
+    results = room.batch(
+        mutation("put", {"key": "a", "value": 1}),
+        mutation("busy", {"ms": 300}),  # still running when the process is killed
+        mutation("put", {"key": "b", "value": 2}),
+    )
+
+    killer.join()
+    assert process.poll() is not None  # it was killed mid-batch
+    assert [written(r) for r in results] == [{"a": 1}, {"busy/3": 300}, {"b": 2}]
+    assert room.values() == {"before": 0, "a": 1, "busy/3": 300, "b": 2}
