@@ -97,8 +97,13 @@
   // ------------------------------------------------------------------ values
   const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-  function checkKey(key) {
+  function checkKeyType(key) {
     if (typeof key !== 'string') throw new TypeError(`keys are strings, got ${typeof key}`);
+  }
+
+  /** A key to write: a string of valid Unicode within the size limit. */
+  function checkKey(key) {
+    checkKeyType(key);
     if (LONE_SURROGATE.test(key)) throw new TypeError(`key ${JSON.stringify(key)} is not valid Unicode`);
     const size = host.utf8Length(key);
     if (size > limits.maxKeyBytes) {
@@ -230,12 +235,12 @@
       return this.#room.entries.get(key) ?? null;
     }
     async get(key) {
-      checkKey(key);
+      checkKeyType(key);
       const json = this.#read(key);
       return json === null ? undefined : JSON.parse(json);
     }
     async has(key) {
-      checkKey(key);
+      checkKeyType(key);
       return this.#read(key) !== null;
     }
     async isEmpty() {
@@ -284,7 +289,7 @@
       return this.set(key, value);
     }
     async del(key) {
-      checkKey(key);
+      checkKeyType(key);
       const existed = this.#read(key) !== null;
       if (existed || this.#writes.has(key)) this.#writes.set(key, null);
       return existed;
