@@ -296,6 +296,7 @@ def test_template_bundles_and_loads_within_two_seconds(
 
 def test_template_mutators_sync_two_clients_end_to_end(template_app: App, room: str) -> None:
     c = template_app.clients
+    assert {"increment", "initClientState", "setCursor"} <= set(c.hello()["mutators"])
     alice = template_app.open("t-alice", room, "alice")
     bob = template_app.open("t-bob", room, "bob")
 
