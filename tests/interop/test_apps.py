@@ -74,19 +74,12 @@ JS_RESTARTED = "the JS runtime stopped; starting it again"
 def bundle_for_node(entry: Path, out: Path) -> float:
     """Bundles an app's mutators for the client under Node, with the apps' esbuild; seconds."""
     started = time.perf_counter()
-    subprocess.run(
-        [
-            str(ESBUILD),
-            str(entry),
-            "--bundle",
-            "--format=esm",
-            "--platform=node",
-            f"--outfile={out}",
-        ],
-        check=True,
-        capture_output=True,
-        cwd=entry.parent,
+    argv = [str(ESBUILD), str(entry), "--bundle", "--format=esm", "--platform=node"]
+    built = subprocess.run(
+        [*argv, f"--outfile={out}"], capture_output=True, text=True, cwd=entry.parent
     )
+    if built.returncode != 0:
+        pytest.fail(f"esbuild could not bundle {entry}:\n{built.stderr}", pytrace=False)
     return time.perf_counter() - started
 
 
@@ -163,7 +156,7 @@ def hs256_jwt(secret: bytes, claims: dict[str, Any]) -> str:
 
 
 @dataclass
-class App:
+class ServedApp:
     """A served app, the driver whose clients use its mutators, and the clients a test opened."""
 
     server: ServerProcess
@@ -215,13 +208,13 @@ def _app(
     base: Path,
     *,
     env: dict[str, str] | None = None,
-) -> Iterator[App]:
+) -> Iterator[ServedApp]:
     bundle_for_node(mutators, base / "client-mutators.mjs")
     server = serve(module, base / "server", env=env)
     try:
         clients = NodeClients(log_path=base / "driver.log", mutators=base / "client-mutators.mjs")
         try:
-            yield App(server, clients)
+            yield ServedApp(server, clients)
         finally:
             clients.stop()
     finally:
@@ -235,7 +228,7 @@ def _app(
 @dataclass
 class Template:
     copy: Path
-    app: App
+    app: ServedApp
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +243,7 @@ def template(apps_ready: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture
-def template_app(template: Template) -> Iterator[App]:
+def template_app(template: Template) -> Iterator[ServedApp]:
     yield template.app
     template.app.close_all()
 
@@ -294,7 +287,7 @@ def test_template_bundles_and_loads_within_two_seconds(
     assert min(times) <= 2.0, times
 
 
-def test_template_mutators_sync_two_clients_end_to_end(template_app: App, room: str) -> None:
+def test_template_mutators_sync_two_clients_end_to_end(template_app: ServedApp, room: str) -> None:
     c = template_app.clients
     assert {"increment", "initClientState", "setCursor"} <= set(c.hello()["mutators"])
     alice = template_app.open("t-alice", room, "alice")
@@ -344,14 +337,14 @@ BOARD = APPS_DIR / "board"
 
 
 @pytest.fixture(scope="module")
-def board_module(apps_ready: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+def board_module(apps_ready: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
     base = tmp_path_factory.mktemp("board")
     with _app(BOARD / "reflect" / "index.ts", BOARD / "src" / "mutators.ts", base) as app:
         yield app
 
 
 @pytest.fixture
-def board(board_module: App) -> Iterator[App]:
+def board(board_module: ServedApp) -> Iterator[ServedApp]:
     yield board_module
     board_module.close_all()
 
@@ -365,7 +358,7 @@ def item(id_: str, title: str, owner: str, *, order: float, done: bool = False, 
     return {"id": id_, "title": title, "owner": owner, "done": done, "order": order, "votes": votes}
 
 
-def test_room_start_handler_seeds_an_empty_room_once(board: App, room: str) -> None:
+def test_room_start_handler_seeds_an_empty_room_once(board: ServedApp, room: str) -> None:
     c = board.clients
     board.open("s-alice", room, "alice")
     c.wait_for("s-alice", "meta", {"roomID": room, "title": f"Board {room}", "seeded": True})
@@ -378,7 +371,7 @@ def test_room_start_handler_seeds_an_empty_room_once(board: App, room: str) -> N
 
 
 def test_room_start_handler_leaves_a_room_with_data_alone_after_a_restart(
-    board: App, room: str
+    board: ServedApp, room: str
 ) -> None:
     c = board.clients
     board.open("s2-alice", room, "alice")
@@ -397,7 +390,7 @@ def test_room_start_handler_leaves_a_room_with_data_alone_after_a_restart(
 
 
 def test_rails_entities_created_updated_listed_and_cleared_across_two_clients(
-    board: App, room: str
+    board: ServedApp, room: str
 ) -> None:
     c = board.clients
     board.open("e-alice", room, "alice")
@@ -424,7 +417,9 @@ def test_rails_entities_created_updated_listed_and_cleared_across_two_clients(
     c.assert_healthy()
 
 
-def test_a_mutator_called_with_no_argument_gets_null_on_the_server(board: App, room: str) -> None:
+def test_a_mutator_called_with_no_argument_gets_null_on_the_server(
+    board: ServedApp, room: str
+) -> None:
     c = board.clients
     alice = board.open("n-alice", room, "alice")
     c.mutate("n-alice", "stamp")
@@ -434,7 +429,7 @@ def test_a_mutator_called_with_no_argument_gets_null_on_the_server(board: App, r
 
 
 def test_randomized_mutator_result_from_the_server_replaces_the_optimistic_one(
-    board: App, room: str
+    board: ServedApp, room: str
 ) -> None:
     c = board.clients
     board.open("r-alice", room, "alice")
@@ -456,7 +451,7 @@ def test_randomized_mutator_result_from_the_server_replaces_the_optimistic_one(
     assert items(c, "r-bob") == now
 
 
-def test_patch_batch_applies_whole_or_not_at_all(board: App, room: str) -> None:
+def test_patch_batch_applies_whole_or_not_at_all(board: ServedApp, room: str) -> None:
     c = board.clients
     board.open("p-alice", room, "alice")
     board.open("p-bob", room, "bob")
@@ -496,7 +491,7 @@ def test_patch_batch_applies_whole_or_not_at_all(board: App, room: str) -> None:
 
 
 def test_server_only_checks_refuse_and_roll_back_the_clients_optimistic_writes(
-    board: App, room: str
+    board: ServedApp, room: str
 ) -> None:
     c = board.clients
     board.open("v-alice", room, "alice")
@@ -530,7 +525,7 @@ def test_server_only_checks_refuse_and_roll_back_the_clients_optimistic_writes(
     c.assert_healthy()
 
 
-def test_disconnect_handler_deletes_the_clients_presence(board: App, room: str) -> None:
+def test_disconnect_handler_deletes_the_clients_presence(board: ServedApp, room: str) -> None:
     c = board.clients
     alice = board.open("d-alice", room, "alice")
     bob = board.open("d-bob", room, "bob")
@@ -617,7 +612,7 @@ def session_service() -> Iterator[SessionService]:
 @pytest.fixture(scope="module")
 def fetch_auth_module(
     apps_ready: Path, session_service: SessionService, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[App]:
+) -> Iterator[ServedApp]:
     env = {"REFLECTD_VAR_SESSION_URL": session_service.url, "REFLECTD_VAR_SESSION_KEY": SESSION_KEY}
     base = tmp_path_factory.mktemp("auth-fetch")
     with _app(AUTH / "reflect" / "fetch.ts", AUTH / "src" / "mutators.ts", base, env=env) as app:
@@ -625,13 +620,13 @@ def fetch_auth_module(
 
 
 @pytest.fixture
-def fetch_auth(fetch_auth_module: App) -> Iterator[App]:
+def fetch_auth(fetch_auth_module: ServedApp) -> Iterator[ServedApp]:
     yield fetch_auth_module
     fetch_auth_module.close_all()
 
 
 def test_auth_handler_that_fetches_the_session_service_admits_and_refuses(
-    fetch_auth: App, session_service: SessionService, room: str
+    fetch_auth: ServedApp, session_service: SessionService, room: str
 ) -> None:
     c = fetch_auth.clients
     alice = fetch_auth.open("f-alice", room, "alice", auth="tok-alice")
@@ -665,7 +660,9 @@ def test_auth_handler_that_fetches_the_session_service_admits_and_refuses(
 
 
 @pytest.fixture(scope="module")
-def jwt_auth_module(apps_ready: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+def jwt_auth_module(
+    apps_ready: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedApp]:
     env = {"REFLECTD_VAR_JWT_SECRET": JWT_SECRET.decode()}
     base = tmp_path_factory.mktemp("auth-jwt")
     with _app(AUTH / "reflect" / "jwt.ts", AUTH / "src" / "mutators.ts", base, env=env) as app:
@@ -673,13 +670,13 @@ def jwt_auth_module(apps_ready: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture
-def jwt_auth(jwt_auth_module: App) -> Iterator[App]:
+def jwt_auth(jwt_auth_module: ServedApp) -> Iterator[ServedApp]:
     yield jwt_auth_module
     jwt_auth_module.close_all()
 
 
 def test_auth_handler_verifying_an_hs256_jwt_with_jose_admits_good_tokens_only(
-    jwt_auth: App, room: str
+    jwt_auth: ServedApp, room: str
 ) -> None:
     c = jwt_auth.clients
     now = int(time.time())
@@ -751,7 +748,7 @@ def converge(c: NodeClients, names: list[str], token: str) -> None:
 
 
 def test_js_runtime_killed_under_load_loses_nothing_confirmed_and_recovers(
-    board: App, room: str, record_timing: Callable[[str], None]
+    board: ServedApp, room: str, record_timing: Callable[[str], None]
 ) -> None:
     c = board.clients
     names = [f"k{i}" for i in range(4)]
