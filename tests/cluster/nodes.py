@@ -30,6 +30,8 @@ class Cluster:
         self.base = base
         self.lease_ms = lease_ms
         self.nodes: list[ServerProcess] = []
+        #: more ``reflectd serve`` options for the nodes started from now on
+        self.extra_args: list[str] = []
 
     def start(self, count: int) -> list[ServerProcess]:
         started = [self.add() for _ in range(count)]
@@ -54,6 +56,7 @@ class Cluster:
             str(self.lease_ms),
             "--advertise-url",
             f"http://127.0.0.1:{port}",
+            *self.extra_args,
         ]
         node = ServerProcess(
             f"node{index}",

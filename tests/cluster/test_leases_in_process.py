@@ -164,3 +164,19 @@ async def test_a_close_beacon_that_reaches_another_node_is_forwarded_to_the_owne
         assert (response.status_code, response.text) == (200, "ok")
         assert "c1" not in (await store.load_room("r1")).clients
         assert _live(b) == set(), "b forwarded the beacon rather than taking the room"
+
+
+async def test_a_client_sending_the_proxied_header_is_still_proxied_to_the_owner() -> None:
+    """A client's ``x-reflectd-proxied`` is not signed with the cluster's secret: the node
+    treats the socket as any client's and carries it to the room's owner, instead of
+    refusing it as a socket that was proxied already."""
+    store = SharedLeaseStore()
+    forged = {"additional_headers": {"x-reflectd-proxied": "a"}}
+    async with node(_app(), store, "a") as a, node(_app(), store, "b") as b:
+        alice = await a.connect("alice")
+        mallory = await b.connect("mallory", options=forged)
+        await mallory.mutate("put", {"key": "x", "value": 1})
+        await alice.sync_until(lambda c: c.data == {"x": 1})
+        assert _live(b) == set()
+        assert b.server.sync is not None and b.server.sync.peers.ignored == 1
+        assert a.server.sync is not None and a.server.sync.peers.ignored == 0

@@ -5,6 +5,7 @@ other node directly is proxied to the owner."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from interop.harness import NodeClients, ServerProcess, free_port
+from server.harness import Endpoint, connect_params
 
 from .nodes import Cluster, lease_row, rest
 
@@ -53,6 +55,8 @@ http {{
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
             proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Reflectd-Proxied "";
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;
             proxy_buffering off;
@@ -176,3 +180,39 @@ def rest_via(url: str, room_id: str) -> object:
     assert status == 200, body
     assert isinstance(body, dict)
     return body["contents"]
+
+
+def test_a_clients_proxied_header_is_stripped_by_nginx_and_ignored_by_the_nodes(
+    nginx_available: None, cluster: Cluster, tmp_path: Path, room: str
+) -> None:
+    """A client's ``x-reflectd-proxied`` used to pass nginx and exempt its sockets from
+    ``--max-connections-per-address`` (20 sockets where 3 were allowed). nginx now drops it,
+    and a node ignores one that no node signed, through nginx or not."""
+    cluster.extra_args = ["--max-connections-per-address", "3"]
+    nodes = cluster.start(2)
+    proxy = Nginx(tmp_path / "nginx", nodes)
+    try:
+        via_nginx = asyncio.run(_sockets_with_the_header(int(proxy.url.rsplit(":", 1)[1]), room))
+        direct = asyncio.run(_sockets_with_the_header(nodes[0].port, room + "-direct"))
+    finally:
+        proxy.stop()
+    assert via_nginx == ["connected"] * 3 + ["too many connections from 127.0.0.1 (the limit is 3)"]
+    assert direct == via_nginx
+    logs = [node.log_path.read_text() for node in nodes]
+    assert sum("ignored a x-reflectd-proxied header" in log for log in logs) == 1  # direct only
+
+
+async def _sockets_with_the_header(port: int, room_id: str) -> list[str]:
+    """Open 4 sockets to one room, each with a forged header: what each was answered."""
+    endpoint = Endpoint(port)
+    forged = {"additional_headers": {"x-reflectd-proxied": "node0"}}
+    answers = []
+    for i in range(4):
+        params = connect_params(
+            client_id=f"c{i}", room_id=room_id, user_id="u1", client_group_id=f"g{i}"
+        )
+        client = await endpoint.open(params, protocol="u1", **forged)  # the test app's auth
+        frame = await client.recv()
+        answers.append("connected" if frame[0] == "connected" else frame[2])
+    await endpoint.close_clients()
+    return answers

@@ -239,3 +239,24 @@ async def test_connections_over_the_per_address_limit_are_refused_and_counted_pe
             lambda: harness.server.sync is not None and len(harness.server.sync.sockets) == 2
         )
         await harness.connect("c5", room_id="r5")
+
+
+async def test_a_client_sending_the_proxied_header_is_still_counted_against_its_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``x-reflectd-proxied`` from a client (not signed by a node of a cluster) is ignored:
+    it used to exempt the socket from the per-address limit (20 sockets where 3 were
+    allowed)."""
+    settings = ServerSettings(db="memory://", limits=Limits(max_connections_per_address=3))
+    forged = {"additional_headers": {"x-reflectd-proxied": "node0"}}
+    async with serve(make_app(), settings) as harness:
+        for i in range(3):
+            await harness.connect(f"c{i}", room_id=f"r{i}", options=forged)
+        refused = await harness.open(
+            connect_params(client_id="c3", room_id="r3", client_group_id="g-c3"),
+            client_id="c3",
+            **forged,
+        )
+        message = await refused.expect_error("InvalidConnectionRequest")
+        assert message == "too many connections from 127.0.0.1 (the limit is 3)"
+    assert "ignored a x-reflectd-proxied header from 127.0.0.1" in caplog.text

@@ -319,3 +319,32 @@ async def test_a_takeover_is_seen_by_every_node(nodes: list[PostgresStore]) -> N
     taken = await b.acquire_lease("r", "node-b", "b", LONG)
     assert await c.current_lease("r") == taken
     assert await a.acquire_lease("r", "node-a", "a", LONG) is None
+
+
+# ---------------------------------------------------------------------- cluster secret
+
+
+async def test_the_cluster_secret_is_made_once_and_is_the_same_for_every_call(
+    leases: AnyLeaseStore,
+) -> None:
+    secret = await leases.cluster_secret()
+    assert len(secret) == 32
+    assert await leases.cluster_secret() == secret
+
+
+@pytest.mark.postgres
+async def test_nodes_on_one_postgresql_schema_share_the_cluster_secret_and_others_do_not() -> None:
+    await require_postgres()
+    schema, other_schema = new_schema(), new_schema()
+    stores = [PostgresStore(POSTGRES_URL, schema=s) for s in (schema, schema, other_schema)]
+    try:
+        for store in stores:
+            await store.open()
+        secrets = await asyncio.gather(*(store.cluster_secret() for store in stores))
+        assert secrets[0] == secrets[1]
+        assert secrets[2] != secrets[0]
+    finally:
+        for store in stores:
+            await store.close()
+        await drop_schema(schema)
+        await drop_schema(other_schema)

@@ -152,7 +152,7 @@ async def test_open_creates_the_schema_and_records_its_version(pg_schema: str) -
         )
     assert [row[0] for row in tables] == sorted([*TABLES, "schema_version"])
     assert {row[1] for row in collations} == {"C"}
-    assert len(collations) == len(TABLES) - 1  # all but api_keys
+    assert len(collations) == len(TABLES) - 2  # all but api_keys and cluster_secret
 
 
 async def test_an_existing_empty_schema_is_migrated(pg_schema: str) -> None:

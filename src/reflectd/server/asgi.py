@@ -31,6 +31,7 @@ from reflectd.app import App
 from reflectd.server import http
 from reflectd.server.cluster import ClusterCommands, ControlBus
 from reflectd.server.errors import api_error
+from reflectd.server.peers import PeerAuth
 from reflectd.server.rest.commands import RoomCommands
 from reflectd.server.rest.keys import KeyRing
 from reflectd.server.rest.openapi import OPENAPI_PATH, openapi_endpoint
@@ -105,7 +106,9 @@ class ReflectServer:
             store = self._given_store
             await store.open()
         self.registry = RoomRegistry(store, self.app, self.settings, node_id=self.node_id)
-        self.sync = SyncEndpoints(self.app, self.registry, self.settings)
+        leases = self.registry.leases
+        peers = PeerAuth(await leases.cluster_secret() if leases else None, self.node_id)
+        self.sync = SyncEndpoints(self.app, self.registry, self.settings, peers=peers)
         commands = RoomCommands(self.registry)
         if self.registry.leases is not None and isinstance(store, PostgresStore):
             self.bus = ControlBus(store, self.registry)

@@ -4,9 +4,10 @@ The load balancer hashes on the roomID, so a room's sockets mostly land on its o
 lands elsewhere (a node joined or left, a failover) is carried to the owner: this node has
 accepted the client's WebSocket already (the gate ran here), opens a WebSocket to the owner's
 advertised URL with the same path, query and subprotocol, and pipes text frames both ways.
-Either side closing closes the other. The upstream request carries ``PROXIED_HEADER`` so that
-the owner never proxies it again: if it no longer owns the room, it takes the room if the
-lease is free, else it closes and the client reconnects.
+Either side closing closes the other. The upstream request carries ``PROXIED_HEADER``, signed
+with the cluster's secret (``reflectd.server.peers``), so that the owner never proxies it
+again: if it no longer owns the room, it takes the room if the lease is free, else it closes
+and the client reconnects.
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
 from websockets.typing import Subprotocol
 
+from reflectd.server.peers import PROXIED_HEADER, PeerAuth
 from reflectd.server.sockets import ClientSocket
 
 logger = logging.getLogger(__name__)
 
-#: marks a request one node forwards to another (its value: the forwarding node's ID)
-PROXIED_HEADER = "x-reflectd-proxied"
 #: how long opening the socket to the owner may take (s)
 OPEN_TIMEOUT_S = 5.0
 
@@ -47,17 +47,19 @@ async def proxy_socket(
     owner_url: str,
     *,
     protocol: str | None,
-    node_id: str,
+    peers: PeerAuth,
     max_message_bytes: int,
 ) -> bool:
     """Pipe ``socket`` (accepted) to the room's owner until either side closes; False if the
     owner could not be reached at all. The caller closes ``socket`` afterwards."""
-    url = ws_url(owner_url, socket.websocket.url.path, socket.websocket.url.query)
+    websocket = socket.websocket
+    url = ws_url(owner_url, websocket.url.path, websocket.url.query)
+    signed = peers.header(websocket.url.path, websocket.query_params.multi_items())
     try:
         async with connect(
             url,
             subprotocols=[Subprotocol(protocol)] if protocol is not None else None,
-            additional_headers={PROXIED_HEADER: node_id},
+            additional_headers={PROXIED_HEADER: signed},
             compression=None,
             proxy=None,
             open_timeout=OPEN_TIMEOUT_S,
@@ -108,7 +110,7 @@ async def _owner_to_client(socket: ClientSocket, upstream: ClientConnection) -> 
         socket.send(frame.encode() if isinstance(frame, str) else frame)
 
 
-async def forward_request(request: Request, owner_url: str, *, node_id: str) -> Response:
+async def forward_request(request: Request, owner_url: str, *, peers: PeerAuth) -> Response:
     """Forward an HTTP request (a close beacon) to the room's owner; its answer is ours."""
     url = owner_url.rstrip("/") + request.url.path
     headers = {
@@ -116,7 +118,7 @@ async def forward_request(request: Request, owner_url: str, *, node_id: str) -> 
         for name, value in request.headers.items()
         if name.lower() in ("authorization", "content-type")
     }
-    headers[PROXIED_HEADER] = node_id
+    headers[PROXIED_HEADER] = peers.header(request.url.path, request.query_params.multi_items())
     try:
         async with httpx.AsyncClient(timeout=OPEN_TIMEOUT_S) as client:
             answer = await client.request(

@@ -30,7 +30,13 @@ from reflectd.storage.leases import Lease, LeaseLost, LeaseStore
 
 logger = logging.getLogger(__name__)
 
-_LEASE_METHODS = ("acquire_lease", "renew_lease", "release_lease", "current_lease")
+_LEASE_METHODS = (
+    "acquire_lease",
+    "renew_lease",
+    "release_lease",
+    "current_lease",
+    "cluster_secret",
+)
 
 
 def lease_store(store: Backend) -> LeaseStore | None:

@@ -39,7 +39,8 @@ from reflectd.server.actor import RoomActor, RoomUnavailable, now_ms
 from reflectd.server.auth import Authenticator
 from reflectd.server.errors import api_error
 from reflectd.server.http import client_address
-from reflectd.server.proxy import PROXIED_HEADER, forward_request, proxy_socket
+from reflectd.server.peers import PeerAuth
+from reflectd.server.proxy import forward_request, proxy_socket
 from reflectd.server.rooms import NotOwner, RoomRegistry
 from reflectd.server.settings import ServerSettings
 from reflectd.server.sockets import ClientSocket
@@ -62,10 +63,19 @@ def is_version_segment(segment: str) -> bool:
 
 
 class SyncEndpoints:
-    def __init__(self, app: App, registry: RoomRegistry, settings: ServerSettings) -> None:
+    def __init__(
+        self,
+        app: App,
+        registry: RoomRegistry,
+        settings: ServerSettings,
+        *,
+        peers: PeerAuth | None = None,
+    ) -> None:
         self.app = app
         self.registry = registry
         self.settings = settings
+        #: tells the requests other nodes forward from clients' (without: trusts none)
+        self.peers = peers or PeerAuth(None, registry.node_id)
         self.sockets: set[ClientSocket] = set()
         self.authenticate = Authenticator(
             app, timeout_ms=settings.auth_timeout_ms, threads=settings.auth_threads
@@ -135,27 +145,31 @@ class SyncEndpoints:
         (the client reconnects). While the owner cannot be reached (it died: its lease ends
         within ``lease_ms``), try again, so that this node takes the room when it can."""
         deadline = time.monotonic() + self.settings.lease_ms / 1000 + 1
+        proxied = self.peers.sender(socket.websocket) is not None
         while True:
             try:
-                return await self._open(socket, version, protocol)
+                return await self._open(socket, version, protocol, proxied=proxied)
             except NotOwner as e:
-                if socket.websocket.headers.get(PROXIED_HEADER) is not None:
+                if proxied:
                     logger.info("proxied socket of room %s refused: %s", socket.room_id, e)
                     return None
                 reached = await proxy_socket(
                     socket,
                     e.owner.address,
                     protocol=protocol,
-                    node_id=self.registry.node_id,
+                    peers=self.peers,
                     max_message_bytes=self.settings.limits.max_message_bytes,
                 )
                 if reached or socket.closing or time.monotonic() >= deadline:
                     return None
                 await asyncio.sleep(_OWNER_RETRY_S)
 
-    async def _open(self, socket: ClientSocket, version: int, protocol: str | None) -> RoomActor:
+    async def _open(
+        self, socket: ClientSocket, version: int, protocol: str | None, *, proxied: bool
+    ) -> RoomActor:
         """The gate (spec 1.3), then the room's connect (1.4). Returns the room's actor once
-        ``connected`` is queued (after the client record is durable)."""
+        ``connected`` is queued (after the client record is durable). A socket ``proxied``
+        by another node was counted against its client's address there."""
         websocket = socket.websocket
         limits = self.settings.limits
         if len(self.sockets) > limits.max_connections:
@@ -164,7 +178,6 @@ class SyncEndpoints:
             )
         address = client_address(websocket)
         per_address = limits.max_connections_per_address
-        proxied = websocket.headers.get(PROXIED_HEADER) is not None  # counted where it came in
         if per_address and not proxied and self._per_address[address] > per_address:
             raise InvalidConnectionRequest(
                 f"too many connections from {address} (the limit is {per_address})"
@@ -276,9 +289,9 @@ class SyncEndpoints:
         try:
             actor = await self.registry.actor(query["roomID"])
         except NotOwner as e:
-            if request.headers.get(PROXIED_HEADER) is not None:
+            if self.peers.sender(request) is not None:
                 return PlainTextResponse("Room moved, try again", 503)
-            return await forward_request(request, e.owner.address, node_id=self.registry.node_id)
+            return await forward_request(request, e.owner.address, peers=self.peers)
         outcome = await actor.call(
             partial(_close_beacon, query["clientID"], query["userID"], body.last_mutation_id)
         )

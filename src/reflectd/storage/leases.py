@@ -20,10 +20,16 @@ Rules, the same in every backend that implements ``LeaseStore``:
 
 Expiry times are milliseconds since the Unix epoch, on the store's clock (PostgreSQL's clock,
 shared by every node; the memory store's ``now_ms``).
+
+The nodes sharing a store also share a secret, ``cluster_secret``: random bytes made once, by
+the first node that asks, and kept in the store. A node signs what it forwards to another
+with it, so that a request from a client cannot pass for one from a node
+(``reflectd.server.peers``).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -74,6 +80,18 @@ class LeaseStore(Protocol):
     async def commit(self, room_id: str, writes: RoomWrites, *, lease: Lease | None = None) -> None:
         """``Store.commit``; with ``lease``, fenced by it (``LeaseLost``, nothing applied)."""
 
+    async def cluster_secret(self) -> bytes:
+        """The secret of the nodes sharing this store (``CLUSTER_SECRET_BYTES`` random bytes,
+        made by the first call and the same for every node afterwards)."""
+
+
+#: the length of a new cluster secret
+CLUSTER_SECRET_BYTES = 32
+
+
+def new_cluster_secret() -> bytes:
+    return os.urandom(CLUSTER_SECRET_BYTES)
+
 
 def check_lease_request(node_id: str, ttl_ms: int) -> None:
     """Refuse an empty node ID (a released lease has none) or a ttl that is not positive."""
@@ -112,6 +130,7 @@ class MemoryLeaseStore(MemoryStore):
         super().__init__(fault=fault)
         self._now_ms = now_ms
         self._leases: dict[str, _Held] = {}
+        self._secret: bytes | None = None
 
     async def acquire_lease(
         self, room_id: str, node_id: str, address: str, ttl_ms: int
@@ -163,6 +182,12 @@ class MemoryLeaseStore(MemoryStore):
                 f" of node {lease.node_id!r} lost"
             )
         await super().commit(room_id, writes)
+
+    async def cluster_secret(self) -> bytes:
+        self._check_open()
+        if self._secret is None:
+            self._secret = new_cluster_secret()
+        return self._secret
 
     def _held(self, lease: Lease) -> _Held | None:
         """The room's lease row if it is still ``lease`` (same owner and epoch)."""

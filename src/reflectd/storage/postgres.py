@@ -37,7 +37,13 @@ from reflectd.engine.records import (
 )
 from reflectd.errors import StorageError
 from reflectd.storage.base import PERMISSIONS, ApiKeyRecord, Backend, Permission
-from reflectd.storage.leases import Lease, LeaseLost, LeaseStore, check_lease_request
+from reflectd.storage.leases import (
+    Lease,
+    LeaseLost,
+    LeaseStore,
+    check_lease_request,
+    new_cluster_secret,
+)
 from reflectd.storage.migrations.postgres import migrate, quote_ident
 
 T = TypeVar("T")
@@ -444,6 +450,15 @@ class PostgresStore:
         if self._fault is not None:
             self._fault(point)
 
+    async def cluster_secret(self) -> bytes:
+        """See ``reflectd.storage.leases.LeaseStore``; the first node's secret stays."""
+
+        async def run(conn: Connection) -> bytes:
+            await conn.execute(self._sql.create_cluster_secret, new_cluster_secret())
+            return bytes(await conn.fetchval(self._sql.cluster_secret))
+
+        return await self._call(run, "read the cluster secret")
+
     # ------------------------------------------------------------------ calls
 
     async def _call(self, run: Callable[[Connection], Awaitable[T]], what: str) -> T:
@@ -502,6 +517,8 @@ class _Statements:
     release_lease: str
     current_lease: str
     hold_lease: str
+    create_cluster_secret: str
+    cluster_secret: str
 
     @classmethod
     def for_schema(cls, s: str) -> _Statements:
@@ -608,6 +625,10 @@ class _Statements:
                 "SELECT epoch FROM {s}.room_leases"
                 " WHERE room_id = $1 AND node_id = $2 AND epoch = $3 FOR SHARE"
             ),
+            create_cluster_secret=(
+                "INSERT INTO {s}.cluster_secret (secret) VALUES ($1) ON CONFLICT DO NOTHING"
+            ),
+            cluster_secret="SELECT secret FROM {s}.cluster_secret",
         )
         fill: dict[str, Any] = {}
         for name, value in dataclasses.asdict(statements).items():

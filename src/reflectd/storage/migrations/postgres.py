@@ -89,6 +89,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             expires_at_ms BIGINT NOT NULL
         )""",
     ),
+    # 2 -> 3: the secret the nodes sign their requests to each other with (one row, made by
+    # the first node that needs it: reflectd.storage.leases)
+    (
+        """CREATE TABLE {schema}.cluster_secret (
+            singleton BOOLEAN NOT NULL PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+            secret BYTEA NOT NULL
+        )""",
+    ),
 )
 
 #: the tables of the schema, but ``schema_version``
@@ -101,6 +109,7 @@ TABLES = (
     "entries",
     "api_keys",
     "room_leases",
+    "cluster_secret",
 )
 
 #: the schema version this code writes
