@@ -20,9 +20,18 @@ export default function makeOptions() {
           // runs away after an await
         }
       },
-      async waitForTimer(tx: WriteTransaction) {
-        await new Promise(resolve => setTimeout(resolve, 10));
-        await tx.set('waited', true);
+      async waitForTimer(tx: WriteTransaction, {ms}: {ms: number}) {
+        await new Promise(resolve => setTimeout(resolve, ms));
+        await tx.set('waited', ms);
+      },
+      async digest(tx: WriteTransaction, {text}: {text: string}) {
+        const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text));
+        const hex = [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('');
+        await tx.set('digest', hex);
+      },
+      async waitForever(tx: WriteTransaction) {
+        await new Promise(() => {});
+        await tx.set('never', true);
       },
       async heapBomb(tx: WriteTransaction) {
         await tx.set('bombed', true);

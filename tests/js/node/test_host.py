@@ -4,6 +4,7 @@ limits that stop runaway app code (tests/js/apps/limits.ts) without stopping the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -68,10 +69,38 @@ def test_each_call_of_a_batch_has_the_whole_time_limit(runtime_of: Start) -> Non
     assert [written(r) for r in results] == [{"busy/1": 120}, {"busy/2": 120}, {"busy/3": 120}]
 
 
-def test_a_mutator_that_waits_for_a_timer_fails_without_waiting(runtime_of: Start) -> None:
+def test_a_mutator_may_await_a_timer_and_crypto_subtle(runtime_of: Start) -> None:
     room = JsRoom(runtime_of("limits.ts", limits=LIMITS))
 
-    results = room.batch(mutation("waitForTimer"), mutation("put", {"key": "k", "value": 1}))
+    results = room.batch(
+        mutation("waitForTimer", {"ms": 20}),
+        mutation("digest", {"text": "abc"}),
+        mutation("put", {"key": "k", "value": 1}),
+    )
+
+    assert [written(r) for r in results] == [
+        {"waited": 20},
+        {"digest": hashlib.sha256(b"abc").hexdigest()},
+        {"k": 1},
+    ]
+
+
+def test_a_mutator_that_waits_past_the_time_limit_fails_alone(runtime_of: Start) -> None:
+    room = JsRoom(runtime_of("limits.ts", limits=LIMITS))
+
+    results = room.batch(
+        mutation("waitForTimer", {"ms": 5000}),
+        mutation("put", {"key": "k", "value": 1}),
+    )
+
+    assert "did not finish within the time limit of 200 ms" in failure(results[0])
+    assert room.values() == {"k": 1}
+
+
+def test_a_mutator_that_awaits_what_never_settles_fails_at_once(runtime_of: Start) -> None:
+    room = JsRoom(runtime_of("limits.ts", limits=LIMITS))
+
+    results = room.batch(mutation("waitForever"), mutation("put", {"key": "k", "value": 1}))
 
     assert "did not finish" in failure(results[0])
     assert room.values() == {"k": 1}

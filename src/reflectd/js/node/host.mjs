@@ -82,13 +82,13 @@ function handle(id, op, body) {
         );
         return;
       case 'batch':
-        send(id, runBatch(body, false));
+        inTurn(id, () => runBatch(body, false));
         return;
       case 'batch-guarded':
-        send(id, runBatch(body, true));
+        inTurn(id, () => runBatch(body, true));
         return;
       case 'batches': // several rooms' batches, one a line
-        send(id, `[${body.split('\n').map(text => runBatch(text, false)).join(',')}]`);
+        inTurn(id, () => runBatches(body.split('\n'), []));
         return;
       case 'forget':
         for (const key of JSON.parse(body)) batchApi.forget(key);
@@ -179,11 +179,40 @@ function runGuarded(source) {
   return evaluate(source, true);
 }
 
+// Work of the host that app code may await: crypto.subtle operations and timers. A call
+// that awaits one goes on when it settles (its batch waits, at most the time limit).
+const hostWork = new Set();
+
+function track(promise) {
+  hostWork.add(promise);
+  const forget = () => hostWork.delete(promise);
+  promise.then(forget, forget);
+  return promise;
+}
+
+/** crypto for the app: subtle's operations tracked as host work. */
+function appCrypto() {
+  const {subtle} = globalThis.crypto;
+  const tracked = {};
+  for (const name of Object.getOwnPropertyNames(Object.getPrototypeOf(subtle))) {
+    if (name !== 'constructor' && typeof subtle[name] === 'function') {
+      tracked[name] = (...args) => track(subtle[name](...args));
+    }
+  }
+  return {
+    getRandomValues: array => globalThis.crypto.getRandomValues(array),
+    randomUUID: () => globalThis.crypto.randomUUID(),
+    subtle: tracked,
+  };
+}
+
 function makeContext() {
   const timers = new Map();
   let timerIds = 0;
   const schedule = (repeat, fn, ms, ...rest) => {
     const id = ++timerIds;
+    let fired;
+    if (!repeat) track(new Promise(resolve => (fired = resolve)));
     const fire = () => {
       if (!repeat) timers.delete(id);
       context.__reflectdTimer = () => fn(...rest);
@@ -193,16 +222,18 @@ function makeContext() {
         log('error', `timer callback failed: ${e?.stack ?? e}`);
       }
       flushAppLogs();
+      fired?.();
     };
-    timers.set(id, repeat ? setInterval(fire, ms) : setTimeout(fire, ms));
+    timers.set(id, {handle: repeat ? setInterval(fire, ms) : setTimeout(fire, ms), fired});
     return id;
   };
   const clear = id => {
-    const handle = timers.get(id);
-    if (handle !== undefined) {
-      clearTimeout(handle);
-      clearInterval(handle);
+    const timer = timers.get(id);
+    if (timer !== undefined) {
+      clearTimeout(timer.handle);
+      clearInterval(timer.handle);
       timers.delete(id);
+      timer.fired?.();
     }
   };
   const globals = {
@@ -212,7 +243,7 @@ function makeContext() {
         clock[0] = at;
       },
     },
-    crypto: globalThis.crypto,
+    crypto: appCrypto(),
     TextEncoder,
     TextDecoder,
     atob,
@@ -340,15 +371,62 @@ async function load(request) {
 }
 
 // ------------------------------------------------------------------ batches
+// Batches run one at a time, in the order they came: one that waits for host work holds
+// the next ones back (they share the context's batch state).
+let running = null;
+const waitingBatches = [];
+
+function inTurn(id, work) {
+  if (running !== null) {
+    waitingBatches.push([id, work]);
+    return;
+  }
+  const answer = work();
+  if (typeof answer === 'string') {
+    send(id, answer);
+    return;
+  }
+  running = answer.then(
+    text => send(id, text),
+    e => send(id, JSON.stringify({error: {kind: 'internal', message: e?.stack ?? String(e)}})),
+  );
+  void running.then(() => {
+    running = null;
+    while (running === null && waitingBatches.length > 0) inTurn(...waitingBatches.shift());
+  });
+}
+
+/** Runs each of `texts` after the other; the answers as a JSON array (now or later). */
+function runBatches(texts, answers) {
+  while (answers.length < texts.length) {
+    const answer = runBatch(texts[answers.length], false);
+    if (typeof answer !== 'string') {
+      return answer.then(text => runBatches(texts, [...answers, text]));
+    }
+    answers.push(answer);
+  }
+  return `[${answers.join(',')}]`;
+}
+
+/** A batch's answer: now, or later when a call awaits host work. */
 function runBatch(text, guarded) {
   if (!batchApi.prepare(text)) return '{"resync":true}';
+  return settle(evaluate('__reflectdBatch.run()', guarded), guarded, 0);
+}
+
+function settle(outcome, guarded, from) {
   const limit = config.cpuLimitMs;
-  let outcome = evaluate('__reflectdBatch.run()', guarded);
-  let from = 0; // the call at which the last evaluation started
   for (;;) {
     const {done, index, startedAt} = batchApi.progress();
-    if (done) break;
-    if (outcome.timedOut && index > from && Date.now() - startedAt < limit * 0.9) {
+    if (done) return batchApi.finish();
+    const waited = Date.now() - startedAt;
+    if (!outcome.timedOut && hostWork.size > 0 && waited < limit) {
+      // the call awaits host work: go on when some of it settles (at most the time limit)
+      return hostWorkSettled(limit - waited).then(() =>
+        settle(evaluate('', guarded), guarded, from),
+      );
+    }
+    if (outcome.timedOut && index > from && waited < limit * 0.9) {
       // the time ran out on the calls before this one: run it again, with its own time
       from = index;
       outcome = evaluate('__reflectdBatch.retryCurrent()', guarded);
@@ -356,12 +434,22 @@ function runBatch(text, guarded) {
     }
     context.__reflectdSkip = outcome.timedOut
       ? `it ran past the time limit of ${limit} ms and was stopped`
-      : 'it did not finish: mutators and room handlers cannot wait for anything but the ' +
-        'transaction (no I/O, no timers)';
+      : hostWork.size > 0
+        ? `it did not finish within the time limit of ${limit} ms`
+        : 'it did not finish: mutators and room handlers cannot wait for anything but the ' +
+          'transaction, timers and crypto.subtle (no I/O)';
     from = index + 1;
     outcome = evaluate('__reflectdBatch.skipCurrent(__reflectdSkip)', guarded);
   }
-  return batchApi.finish();
+}
+
+function hostWorkSettled(ms) {
+  let timer;
+  const timeout = new Promise(resolve => (timer = setTimeout(resolve, ms)));
+  return Promise.race([...hostWork, timeout]).then(
+    () => clearTimeout(timer),
+    () => clearTimeout(timer),
+  );
 }
 
 // ------------------------------------------------------------------ the auth worker
