@@ -7,14 +7,17 @@ import asyncio
 import json
 import sys
 import time
+import unicodedata
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from reflectd.errors import DatabaseNotFound, StorageError
 from reflectd.server.rest.keys import ENV_KEY_NAME, new_key_record, parse_permissions
 from reflectd.storage import Backend, open_store
 from reflectd.storage.base import PERMISSIONS
@@ -31,20 +34,59 @@ PermissionOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+CreateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--create",
+        help="Make the database if there is none at --db (else it must exist: the server's).",
+    ),
+]
 DEFAULT_DB = ".reflectd/reflectd.sqlite3"
 
 keys = typer.Typer(help="Manage REST API keys (stored as hashes in the server's database).")
 
 
-def _run_on_store(db: str, work: Any) -> Any:
+def _fail(message: str, code: int = 1) -> NoReturn:
+    """One line on standard error (no markup, no wrapping), then exit."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _tell(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _run_on_store(db: str, work: Any, *, create: bool | None = None) -> Any:
+    """``work(store)`` on the database at ``db``, which must exist unless ``create`` (None:
+    the command has no ``--create``); a database that cannot be opened is one line of error,
+    not a traceback."""
+
     async def main() -> Any:
-        store = await open_store(db)
+        store = await open_store(db, create=bool(create))
         try:
             return await work(store)
         finally:
             await store.close()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except DatabaseNotFound as e:
+        also = "" if create is None else " (or --create to make a new database)"
+        _fail(f"{e}; give the server's --db{also}")
+    except (StorageError, ValueError, OSError) as e:
+        _fail(str(e))
+
+
+def _shown(name: str) -> str:
+    """A key name as printed: control and format characters escaped, so that a name made
+    before they were refused cannot drive the terminal."""
+    return "".join(
+        c if unicodedata.category(c) not in _UNPRINTED else c.encode("unicode_escape").decode()
+        for c in name
+    )
+
+
+_UNPRINTED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 def _permissions(names: list[str]) -> Any:
@@ -55,17 +97,22 @@ def _permissions(names: list[str]) -> Any:
 
 
 @keys.command("create")
-def keys_create(name: str, permission: PermissionOpt, db: DbOpt = DEFAULT_DB) -> None:
+def keys_create(
+    name: str, permission: PermissionOpt, db: DbOpt = DEFAULT_DB, create: CreateOpt = False
+) -> None:
     """Create a key; its value is printed once, alone on the last line of standard output."""
-    value, record = new_key_record(name, _permissions(permission), int(time.time() * 1000))
+    permissions = _permissions(permission)
+    try:
+        value, record = new_key_record(name, permissions, int(time.time() * 1000))
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="NAME") from None
 
     async def work(store: Backend) -> bool:
         return await store.create_api_key(record)
 
-    if not _run_on_store(db, work):
-        stderr.print(f"error: a key named {name!r} exists already")
-        raise typer.Exit(1)
-    stderr.print(
+    if not _run_on_store(db, work, create=create):
+        _fail(f"a key named {name!r} exists already")
+    _tell(
         f"Created API key {name!r} with {', '.join(record.permissions)}. "
         "Store its value now: it cannot be shown again."
     )
@@ -95,7 +142,10 @@ def keys_list(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     table = Table("name", "permissions", "created", "last used")
     for row in rows:
         table.add_row(
-            row["name"], " ".join(row["permissions"]), row["created"], row["lastUsed"] or "never"
+            Text(_shown(row["name"])),
+            " ".join(row["permissions"]),
+            row["created"],
+            row["lastUsed"] or "never",
         )
     Console().print(table)
 
@@ -109,9 +159,8 @@ def keys_edit(name: str, permission: PermissionOpt, db: DbOpt = DEFAULT_DB) -> N
         return await store.set_api_key_permissions(name, permissions)
 
     if not _run_on_store(db, work):
-        stderr.print(f"error: no key named {name!r}")
-        raise typer.Exit(1)
-    stderr.print(f"API key {name!r} now has {', '.join(permissions)}.")
+        _fail(f"no key named {_shown(name)!r}")
+    _tell(f"API key {_shown(name)!r} now has {', '.join(permissions)}.")
 
 
 @keys.command("delete")
@@ -122,9 +171,8 @@ def keys_delete(name: str, db: DbOpt = DEFAULT_DB) -> None:
         return await store.delete_api_key(name)
 
     if not _run_on_store(db, work):
-        stderr.print(f"error: no key named {name!r}")
-        raise typer.Exit(1)
-    stderr.print(f"API key {name!r} deleted.")
+        _fail(f"no key named {_shown(name)!r}")
+    _tell(f"API key {_shown(name)!r} deleted.")
 
 
 def _time(ms: int | None) -> str:
@@ -156,8 +204,9 @@ def _call(
     body: Any = None,
 ) -> Any:
     if not api_key:
-        stderr.print(f"error: give an API key with --api-key or {ENV_KEY_NAME}")
-        raise typer.Exit(2)
+        _fail(f"give an API key with --api-key or {ENV_KEY_NAME}", 2)
+    if not (api_key.isascii() and api_key.isprintable()):
+        _fail("the API key must be printable ASCII (as every key reflectd makes is)", 2)
     try:
         response = httpx.request(
             method,
@@ -167,17 +216,15 @@ def _call(
             content=None if body is None else json.dumps(body),
             timeout=30,
         )
-    except httpx.HTTPError as e:
-        stderr.print(f"error: cannot reach {url}: {e}")
-        raise typer.Exit(1) from None
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
+        _fail(f"cannot reach {url}: {e}")
     try:
         payload = response.json()
     except ValueError:
         payload = None
     if response.status_code != 200 or not isinstance(payload, dict) or "result" not in payload:
         message = payload.get("error", {}).get("message") if isinstance(payload, dict) else None
-        stderr.print(f"error: HTTP {response.status_code}: {message or response.text}")
-        raise typer.Exit(1)
+        _fail(f"HTTP {response.status_code}: {message or response.text}")
     return payload["result"]
 
 

@@ -17,6 +17,7 @@ Every error that reaches a client knows how it is reported::
     │   └── LimitExceeded          a configured limit was passed (reported as InvalidMessage
     │                              or InvalidPush, see ``kind``)
     ├── StorageError               the backend failed; nothing of the round is sent
+    │   └── DatabaseNotFound       no database (file, schema) where told, and none was to be made
     ├── AppCodeFailed              the app's room-start handler failed (the room is not used)
     ├── JsRuntimeError             the JS runtime running the app's server module failed
     └── ApiError                   a REST API error, reported as the JSON envelope
@@ -118,6 +119,11 @@ class AppCodeFailed(ReflectdError):
 
 class JsRuntimeError(ReflectdError):
     """The JS runtime that runs a Reflect server module stopped, or did not answer."""
+
+
+class DatabaseNotFound(StorageError):
+    """The database named (a SQLite file, a PostgreSQL schema) does not exist, and the caller
+    asked not to create it (the admin commands, without ``--create``)."""
 
 
 class ApiError(ReflectdError):

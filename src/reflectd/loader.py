@@ -66,7 +66,9 @@ def load_app(
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as e:
             raise AppLoadError(f"cannot import module {module_name!r}: {e}") from None
-    app = getattr(module, attribute, None)
+    if not hasattr(module, attribute):
+        raise AppLoadError(f"{module_name} has no attribute {attribute!r} (APP is {spec})")
+    app = getattr(module, attribute)
     if not isinstance(app, App):
         raise AppLoadError(f"{spec} is {type(app).__name__}, not a reflectd.App")
     return app

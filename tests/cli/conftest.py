@@ -3,6 +3,7 @@ and a ``reflectd serve`` subprocess on a free port."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -19,6 +20,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from reflectd.cli import cli
+from reflectd.storage import open_store
 
 REFLECTD = str(Path(sys.executable).with_name("reflectd"))
 ENV_KEY = "cli-test-env-key"
@@ -60,7 +62,16 @@ def plain(text: str) -> str:
 
 @pytest.fixture
 def db(tmp_path: Path) -> str:
-    return str(tmp_path / "reflectd.sqlite3")
+    """The server's database, made as ``reflectd serve`` makes it when it first starts (admin
+    commands refuse a --db where there is none)."""
+    path = tmp_path / "reflectd.sqlite3"
+    asyncio.run(_make_database(path))
+    return str(path)
+
+
+async def _make_database(path: Path) -> None:
+    store = await open_store(path)
+    await store.close()
 
 
 @dataclass

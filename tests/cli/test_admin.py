@@ -205,3 +205,15 @@ def test_rooms_as_a_program(server: Server) -> None:
     done = run_program("rooms", "delete", "prog", env=server.env())
     assert done.returncode == 1
     assert 'Room "prog" must first be closed' in plain(done.stderr)
+
+
+@pytest.mark.parametrize(
+    "key", ["ключ", "tab\tkey", "line\nbreak"], ids=["cyrillic", "tab", "newline"]
+)
+def test_a_key_that_is_not_printable_ascii_is_one_line_of_error(key: str) -> None:
+    result = run_program("rooms", "list", "--api-key", key, "--url", "http://127.0.0.1:9")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "error: the API key must be printable ASCII (as every key reflectd makes is)"
+    )

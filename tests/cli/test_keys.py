@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
+
+import pytest
 
 from reflectd.server.rest.keys import KEY_PREFIX, hash_key
 from reflectd.storage.base import PERMISSIONS
@@ -121,3 +124,90 @@ def test_db_from_the_environment(db: str) -> None:
     assert result.exit_code == 0
     rows = json.loads(run("keys", "list", "--json", "--db", db).stdout)
     assert [r["name"] for r in rows] == ["env"]
+
+
+# ------------------------------------------------------------------ names and databases
+
+
+@pytest.mark.parametrize(
+    "name", ["", "   ", "red\x1b[31m", "two\nlines", "bell\a", "\u202eevil", "nul\x00"]
+)
+def test_create_refuses_an_empty_name_or_one_with_control_characters(db: str, name: str) -> None:
+    result = run("keys", "create", name, "-p", "rooms:read", "--db", db)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "Invalid value for NAME: a key name cannot" in plain(result.stderr)
+    assert json.loads(run("keys", "list", "--json", "--db", db).stdout) == []
+
+
+def test_list_escapes_control_characters_of_a_name_stored_before_they_were_refused(
+    db: str,
+) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO api_keys (name, key_hash, permissions, created_ms) VALUES (?, ?, ?, 0)",
+            ("evil\x1b[2J\u202e[bold]x", "hash", "rooms:read"),
+        )
+    table = run("keys", "list", "--db", db).stdout
+    assert "\x1b" not in table and "\u202e" not in table
+    assert "evil\\x1b[2J\\u202e[bold]x" in plain(table)
+    assert json.loads(run("keys", "list", "--json", "--db", db).stdout)[0]["name"].startswith(
+        "evil\x1b"
+    )  # JSON escapes it itself
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("keys", "create", "k", "-p", "rooms:read"),
+        ("keys", "list"),
+        ("keys", "edit", "k", "-p", "rooms:read"),
+        ("keys", "delete", "k"),
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_admin_commands_refuse_a_db_where_there_is_none_and_make_nothing(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "x.db"
+    result = run(*command, "--db", str(missing))
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith(f"error: no SQLite database at {missing}; give the")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "no").exists()
+
+
+def test_keys_create_with_create_makes_a_new_database(tmp_path: Path) -> None:
+    new = tmp_path / "new" / "x.db"
+    result = run("keys", "create", "first", "-p", "rooms:read", "--db", str(new), "--create")
+    assert result.exit_code == 0, result.stderr
+    assert new.is_file()
+    listed = run("keys", "list", "--json", "--db", str(new))
+    assert [row["name"] for row in json.loads(listed.stdout)] == ["first"]
+
+
+def _garbage(tmp_path: Path) -> str:
+    (tmp_path / "corrupt.db").write_bytes(b"\x00not a database\xff" * 500)
+    return str(tmp_path / "corrupt.db")
+
+
+DATABASES_THAT_CANNOT_BE_OPENED = {
+    "folder": (lambda tmp: str(tmp), "is a folder, not a SQLite database file"),
+    "corrupt file": (_garbage, "file is not a database"),
+    "unknown scheme": (lambda tmp: "foo://bar", "unsupported --db 'foo://bar'"),
+    "memory": (lambda tmp: "memory://", "a new, empty store that nothing is kept in"),
+    "unreachable PostgreSQL": (
+        lambda tmp: "postgresql://nobody@127.0.0.1:1/x",
+        "open failed: ConnectionRefusedError",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", DATABASES_THAT_CANNOT_BE_OPENED)
+def test_a_database_that_cannot_be_opened_is_one_line_of_error(tmp_path: Path, kind: str) -> None:
+    make, reason = DATABASES_THAT_CANNOT_BE_OPENED[kind]
+    result = run_program("keys", "list", "--db", make(tmp_path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and reason in line, line

@@ -94,6 +94,27 @@ def test_encode_json_value_refuses_what_json_cannot_hold(value: Any, reason: str
         encode_json_value(value)
 
 
+#: the largest integer that JavaScript's JSON.parse reads as a finite number (the largest
+#: double, 1.7976931348623157e308, once rounded): one more, and it reads Infinity
+LARGEST_FINITE_IN_JS = 2**1024 - 2**970 - 1
+
+
+@pytest.mark.parametrize("value", [LARGEST_FINITE_IN_JS, -LARGEST_FINITE_IN_JS, 2**1023, 10**308])
+def test_integers_javascript_reads_as_finite_numbers_are_encoded_exactly(value: int) -> None:
+    assert encode_json_value(value) == str(value).encode()
+    assert float(value) == json.loads(str(value), parse_int=float)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [LARGEST_FINITE_IN_JS + 1, -LARGEST_FINITE_IN_JS - 1, 10**309, 10**3999, {"a": [1, 10**400]}],
+    ids=["largest+1", "-(largest+1)", "1e309", "4000 digits", "nested"],
+)
+def test_integers_javascript_reads_as_infinity_are_refused(value: Any) -> None:
+    with pytest.raises(InvalidJSONValue, match=r"JavaScript can read \(it reads it as Infinity\)"):
+        encode_json_value(value)
+
+
 def test_encode_json_value_refuses_values_nested_too_deeply() -> None:
     value: Any = 0
     for _ in range(100_000):

@@ -133,6 +133,7 @@ BAD_APPS = {
     "no_such_file.py:app": "no such file: no_such_file.py",
     "just-a-word": "APP must be path/to/file.py:attribute or module:attribute",
     f"{APPS}:not_an_app": "is int, not a reflectd.App",
+    f"{APPS}:nope": "has no attribute 'nope'",
 }
 
 

@@ -93,6 +93,21 @@ async def test_failing_or_unknown_mutator_still_consumes_the_id_with_an_empty_pa
     assert (await server.snapshot()).clients["c1"].last_mutation_id == 1
 
 
+async def test_a_value_with_an_integer_javascript_reads_as_infinity_is_not_stored_or_poked(
+    server: Harness,
+) -> None:
+    """A 4,000-digit integer argument used to be stored and poked, though the client reads
+    it as Infinity: ``set`` refuses it, and the mutation is skipped."""
+    watcher = await server.connect("watcher")
+    client = await server.connect("c1")
+    [poke] = await client.mutate("put", {"key": "huge", "value": [1, 10**3999]})
+    assert poke["patch"] == []
+    assert await server.values() == {}
+    await client.mutate("put", {"key": "largest", "value": 2**1024 - 2**970 - 1})
+    await watcher.sync_until(lambda c: "largest" in c.data)
+    assert watcher.data == {"largest": 2**1024 - 2**970 - 1}  # JavaScript: 1.797...e308
+
+
 async def test_ping_is_answered_with_exactly_pong_and_an_empty_object(server: Harness) -> None:
     client = await server.connect()
     await client.send(["ping", {}])

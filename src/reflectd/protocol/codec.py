@@ -91,8 +91,11 @@ class InvalidJSONValue(ValueError):
 def encode_json_value(value: Any) -> bytes:
     """Encode a user value as JSON, refusing what JavaScript could not read back.
 
-    NaN and infinities have no JSON form (msgspec would silently write ``null``), keys must
-    be strings, strings must be valid Unicode, and only JSON types are allowed.
+    NaN and infinities have no JSON form (msgspec would silently write ``null``), nor has an
+    integer that JavaScript reads as ``Infinity`` (beyond ±1.797...e308, the largest double:
+    a client may send one as a mutator's argument); keys must be strings, strings must be
+    valid Unicode, and only JSON types are allowed. Integers within that range are kept
+    exactly, though JavaScript reads those beyond 2^53 rounded, as it reads any JSON.
     """
     try:
         _check_json_value(value, depth=0)
@@ -108,12 +111,31 @@ def decode_json_value(data: bytes) -> Any:
 
 
 _MAX_DEPTH = 1000
+#: integers of at most this many bits are finite doubles; longer ones may round to infinity
+_FINITE_DOUBLE_BITS = 1023
+
+
+def _check_finite_in_javascript(value: int) -> None:
+    """Refuse an integer that JavaScript's ``JSON.parse`` reads as ``Infinity``: one that
+    rounds (to nearest, as Python's ``float`` does too) beyond the largest double."""
+    try:
+        float(value)
+    except OverflowError:
+        digits = len(str(abs(value))) if value.bit_length() < 14_000 else "over 4,000"
+        raise InvalidJSONValue(
+            f"an integer of {digits} digits is not a JSON number JavaScript can read (it"
+            " reads it as Infinity)"
+        ) from None
 
 
 def _check_json_value(value: Any, depth: int) -> None:
     if depth > _MAX_DEPTH:
         raise InvalidJSONValue("value is nested too deeply")
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        if value.bit_length() > _FINITE_DOUBLE_BITS:
+            _check_finite_in_javascript(value)
         return
     if isinstance(value, float):
         if not math.isfinite(value):

@@ -15,29 +15,34 @@ _SQLITE_PREFIX = "sqlite:///"
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
-async def open_store(db: str | os.PathLike[str]) -> Backend:
+async def open_store(db: str | os.PathLike[str], *, create: bool = True) -> Backend:
     """Create and open the store named by ``--db``.
 
     ``db`` is a SQLite file path or ``sqlite:///path`` (``sqlite:////abs/path`` for an absolute
     path), ``memory://`` (also ``memory:``) for a store kept only in this process, or a
     PostgreSQL URL ``postgresql://user@host:port/database`` (also ``postgres://``; add
     ``?schema=NAME`` to use a schema other than ``reflectd``).
+
+    Without ``create``, the database must exist already: a missing SQLite file or PostgreSQL
+    schema raises ``DatabaseNotFound`` (and ``memory://``, always new, ``ValueError``).
     """
-    store = _store_for(os.fspath(db))
+    store = _store_for(os.fspath(db), create=create)
     await store.open()
     return store
 
 
-def _store_for(db: str) -> Backend:
+def _store_for(db: str, *, create: bool) -> Backend:
     if db in ("memory://", "memory:"):
+        if not create:
+            raise ValueError(f"--db {db} is a new, empty store that nothing is kept in")
         return MemoryStore()
     if db.startswith(_SQLITE_PREFIX) and len(db) > len(_SQLITE_PREFIX):
-        return SQLiteStore(db[len(_SQLITE_PREFIX) :])
+        return SQLiteStore(db[len(_SQLITE_PREFIX) :], create=create)
     if db.startswith(_POSTGRES_PREFIXES):
-        return PostgresStore(db)
+        return PostgresStore(db, create=create)
     if "://" in db or db.startswith("sqlite:"):
         raise ValueError(
             f"unsupported --db {db!r}: expected a file path, sqlite:///path, memory:// or"
             " postgresql://user@host/database"
         )
-    return SQLiteStore(db)
+    return SQLiteStore(db, create=create)

@@ -35,7 +35,7 @@ from reflectd.engine.records import (
     RoomStatus,
     RoomWrites,
 )
-from reflectd.errors import StorageError
+from reflectd.errors import DatabaseNotFound, StorageError
 from reflectd.storage.base import PERMISSIONS, ApiKeyRecord, Backend, Permission
 from reflectd.storage.leases import (
     Lease,
@@ -44,7 +44,7 @@ from reflectd.storage.leases import (
     check_lease_request,
     new_cluster_secret,
 )
-from reflectd.storage.migrations.postgres import migrate, quote_ident
+from reflectd.storage.migrations.postgres import migrate, quote_ident, schema_version
 
 T = TypeVar("T")
 
@@ -141,6 +141,7 @@ class PostgresStore:
         connect_timeout: float = 10.0,
         command_timeout: float | None = 30.0,
         fault: Callable[[str], None] | None = None,
+        create: bool = True,
     ) -> None:
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
@@ -150,6 +151,8 @@ class PostgresStore:
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._fault = fault
+        #: whether ``open`` creates a missing schema; else ``DatabaseNotFound``
+        self._create = create
         self._sql = _Statements.for_schema(quote_ident(self.schema))
         self._pool: Pool | None = None
         self._state: Literal["new", "opening", "open", "closed"] = "new"
@@ -176,6 +179,10 @@ class PostgresStore:
                         " reflectd needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8')"
                     )
                 async with conn.transaction():
+                    if not self._create and not await schema_version(conn, self.schema):
+                        raise DatabaseNotFound(
+                            f"PostgreSQL {self.name}: no reflectd schema {self.schema!r}"
+                        )
                     await migrate(conn, self.schema, f"PostgreSQL {self.name}")
         except BaseException as exc:
             self._state = "closed"

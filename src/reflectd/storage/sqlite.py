@@ -32,7 +32,7 @@ from reflectd.engine.records import (
     RoomStatus,
     RoomWrites,
 )
-from reflectd.errors import StorageError
+from reflectd.errors import DatabaseNotFound, StorageError
 from reflectd.storage.base import PERMISSIONS, ApiKeyRecord, Permission
 from reflectd.storage.migrations.sqlite import migrate
 
@@ -59,12 +59,18 @@ class SQLiteStore:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, fault: Callable[[str], None] | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fault: Callable[[str], None] | None = None,
+        create: bool = True,
     ) -> None:
         if str(path) in ("", ":memory:") or str(path).startswith("file:"):
             raise ValueError(f"SQLiteStore needs a file path, got {str(path)!r}")
         self.path = Path(path)
         self._fault = fault
+        #: whether ``open`` creates a missing file (and its folders); else ``DatabaseNotFound``
+        self._create = create
         self._queue: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
         self._state: Literal["new", "open", "closed"] = "new"
 
@@ -278,7 +284,10 @@ class SQLiteStore:
 
     def _writer_main(self, ready: Future[None]) -> None:
         try:
-            conn = _connect(self.path)
+            conn = _connect(self.path, create=self._create)
+        except DatabaseNotFound as exc:
+            ready.set_exception(exc)
+            return
         except Exception as exc:
             ready.set_exception(_storage_error(f"open {self.path}", exc))
             return
@@ -437,8 +446,13 @@ def _api_key(row: tuple[Any, ...]) -> ApiKeyRecord:
     )
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) and migrate the file; WAL mode, ``synchronous=FULL``."""
+def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
+    """Open (creating if needed and ``create``) and migrate the file; WAL mode,
+    ``synchronous=FULL``."""
+    if path.is_dir():
+        raise StorageError(f"{path} is a folder, not a SQLite database file")
+    if not create and not path.exists():
+        raise DatabaseNotFound(f"no SQLite database at {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from dataclasses import dataclass
 
 from reflectd.storage.base import PERMISSIONS, ApiKeyRecord, KeyStore, Permission
@@ -35,10 +36,24 @@ def parse_permissions(names: list[str]) -> tuple[Permission, ...]:
     return tuple(p for p in PERMISSIONS if p in names)
 
 
+def check_key_name(name: str) -> None:
+    """Refuse an empty key name, or one with control or format characters (which would
+    reach the operator's terminal in ``keys list``): raise ValueError."""
+    if not name.strip():
+        raise ValueError("a key name cannot be empty or only spaces")
+    for c in name:
+        if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            raise ValueError(
+                f"a key name cannot hold control or format characters ({c!a} in {name!a})"
+            )
+
+
 def new_key_record(
     name: str, permissions: tuple[Permission, ...], now_ms: int
 ) -> tuple[str, ApiKeyRecord]:
-    """A new key's value (shown once) and its record (to store)."""
+    """A new key's value (shown once) and its record (to store); ValueError for a name that
+    ``check_key_name`` refuses."""
+    check_key_name(name)
     value = new_key_value()
     record = ApiKeyRecord(
         name=name, key_hash=hash_key(value), permissions=permissions, created_ms=now_ms
