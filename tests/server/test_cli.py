@@ -205,3 +205,30 @@ async def test_kill_9_then_restart_on_the_same_db_keeps_everything_acknowledged(
     await alice.mutate("put", {"key": "k3", "value": 3})
     assert alice.lmid == 4
     assert process.stop() == 0
+
+
+def test_serve_with_a_database_it_cannot_open_says_why_in_one_line(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"\x00not a database\xff" * 500)
+    databases = {
+        str(tmp_path): "is a folder, not a SQLite database file",
+        str(corrupt): "file is not a database",
+        "foo://bar": "unsupported --db 'foo://bar'",
+        "postgresql://nobody@127.0.0.1:1/x": "open failed: ConnectionRefusedError",
+    }
+    runs = {
+        db: subprocess.Popen(
+            [REFLECTD, "serve", f"{APPS}:app", "--db", db, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+        for db in databases
+    }
+    for db, run in runs.items():
+        _, stderr = run.communicate(timeout=30)
+        assert run.returncode != 0, (db, stderr)
+        assert "Traceback" not in stderr, (db, stderr)
+        [line] = [line for line in stderr.splitlines() if "reflectd cannot start: " in line]
+        assert databases[db] in line, (db, stderr)

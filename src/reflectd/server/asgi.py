@@ -24,10 +24,11 @@ from starlette.routing import (
     request_response,
 )
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from reflectd.app import App
+from reflectd.errors import ReflectdError
 from reflectd.server import http
 from reflectd.server.cluster import ClusterCommands, ControlBus
 from reflectd.server.errors import api_error
@@ -69,6 +70,9 @@ class ReflectServer:
         )
         self.asgi.router.redirect_slashes = False  # paths match exactly (spec 5.2)
         self.asgi.add_middleware(http.CORSMiddleware)
+        self.asgi.add_middleware(_StartupFailure, server=self)
+        #: why ``start`` failed, in one line (the storage could not be opened...)
+        self.startup_error: str | None = None
 
     def _routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
@@ -93,7 +97,11 @@ class ReflectServer:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:
-        await self.start()
+        try:
+            await self.start()
+        except (ReflectdError, ValueError, OSError) as e:
+            self.startup_error = f"reflectd cannot start: {e}"
+            raise
         try:
             yield
         finally:
@@ -162,6 +170,28 @@ class ReflectServer:
     async def _close_beacon(self, request: Request) -> Response:
         assert self.sync is not None
         return await self.sync.close_beacon(request)
+
+
+class _StartupFailure:
+    """A start that failed for a reason reflectd states (storage that cannot be opened, a bad
+    ``--db``) is reported to the server as that one line, not as a traceback."""
+
+    def __init__(self, app: ASGIApp, server: ReflectServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_one_line(message: Message) -> None:
+            error = self.server.startup_error
+            if message["type"] == "lifespan.startup.failed" and error is not None:
+                message = {**message, "message": error}
+            await send(message)
+
+        await self.app(scope, receive, send_one_line)
 
 
 class _RestRoute(BaseRoute):
