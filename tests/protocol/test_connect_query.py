@@ -10,6 +10,7 @@ from reflectd.protocol.connect import (
     check_room_id,
     parse_connect_query,
     parse_gate_params,
+    single_valued,
 )
 
 URL = "wss://example.com/api/sync/v1/connect?x"
@@ -127,6 +128,44 @@ def test_room_ids_outside_the_pattern_are_refused(room_id: str) -> None:
     assert caught.value.message == f'Invalid roomID "{room_id}" (must match /^[A-Za-z0-9_/-]+$/)'
 
 
-def test_a_very_long_lmid_is_an_integer_not_a_crash() -> None:
-    parsed = parse_connect_query(query(lmid="9" * 6000, ts="1" * 6000), URL)
-    assert parsed.lmid == 10**6000 - 1
+def test_a_very_long_lmid_is_refused_not_a_crash() -> None:
+    assert refusal(query(lmid="9" * 6000)).startswith("invalid querystring parameter lmid, got: 9")
+
+
+MAX_SAFE = 2**53 - 1
+
+
+@pytest.mark.parametrize("name", ["lmid", "baseCookie", "ts"])
+@pytest.mark.parametrize("value", [MAX_SAFE + 1, 2**63, 2**64, -(MAX_SAFE + 1), -(2**63)])
+def test_integers_outside_the_safe_range_are_refused(name: str, value: int) -> None:
+    message = refusal(query(**{name: str(value)}))
+    assert message == f"invalid querystring parameter {name}, got: {value}, url: {URL}"
+
+
+@pytest.mark.parametrize("name", ["lmid", "baseCookie"])
+def test_negative_lmid_and_base_cookie_are_refused(name: str) -> None:
+    message = refusal(query(**{name: "-1"}))
+    assert message == f"invalid querystring parameter {name}, got: -1, url: {URL}"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("lmid", MAX_SAFE), ("baseCookie", MAX_SAFE), ("ts", -MAX_SAFE)]
+)
+def test_integers_at_the_safe_bounds_are_accepted(name: str, value: int) -> None:
+    parsed = parse_connect_query(query(**{name: str(value)}), URL)
+    if name == "lmid":
+        assert parsed.lmid == value
+    elif name == "baseCookie":
+        assert parsed.base_cookie == value
+
+
+@pytest.mark.parametrize("name", ["roomID", "clientID", "lmid", "wsid", "unknown"])
+def test_a_repeated_parameter_is_refused(name: str) -> None:
+    items = [*query().items(), (name, "once"), (name, "again")]
+    with pytest.raises(InvalidConnectionRequest) as caught:
+        single_valued(items)
+    assert caught.value.message == f"query parameter {name} is repeated"
+
+
+def test_parameters_given_once_are_kept() -> None:
+    assert single_valued(query().items()) == query()

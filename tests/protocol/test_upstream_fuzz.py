@@ -7,6 +7,7 @@ import copy
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,13 +33,17 @@ _json = st.recursive(
     max_leaves=15,
 )
 
+#: ``Number.MAX_SAFE_INTEGER``: the bound of every integer the server takes from a client
+MAX_SAFE = 2**53 - 1
+_timestamps = st.floats(min_value=-MAX_SAFE, max_value=MAX_SAFE) | st.integers(0, MAX_SAFE)
+
 _mutation = st.fixed_dictionaries(
     {
-        "id": st.integers(min_value=0, max_value=2**53),
+        "id": st.integers(min_value=0, max_value=MAX_SAFE),
         "clientID": st.text(max_size=5),
         "name": st.text(max_size=5),
         "args": _json,
-        "timestamp": st.floats(allow_nan=False, allow_infinity=False) | st.integers(0, 2**53),
+        "timestamp": _timestamps,
     }
 )
 _push = st.fixed_dictionaries(
@@ -47,14 +52,14 @@ _push = st.fixed_dictionaries(
         "mutations": st.lists(_mutation, max_size=3),
         "pushVersion": st.integers(0, 2),
         "schemaVersion": st.text(max_size=3),
-        "timestamp": st.floats(allow_nan=False, allow_infinity=False),
+        "timestamp": _timestamps,
         "requestID": st.text(max_size=5),
     }
 )
 _pull = st.fixed_dictionaries(
     {
         "clientGroupID": st.text(max_size=5),
-        "cookie": st.none() | st.integers(min_value=-(2**63), max_value=2**64),
+        "cookie": st.none() | st.integers(min_value=0, max_value=MAX_SAFE),
         "requestID": st.text(max_size=5),
     }
 )
@@ -190,3 +195,80 @@ def test_deep_nesting_anywhere_raises_invalid_message(depth: int, opener: str) -
         f'"requestID":"r"}}]',
     ):
         _parses_or_is_invalid(frame)
+
+
+# ------------------------------------------------------------- integers at their boundaries
+
+#: the int64 and JavaScript safe-integer boundaries, and a step past each
+BOUNDARIES = [
+    0,
+    1,
+    -1,
+    MAX_SAFE,
+    MAX_SAFE + 1,
+    -MAX_SAFE,
+    -MAX_SAFE - 1,
+    2**63 - 1,
+    2**63,
+    -(2**63),
+    -(2**63) - 1,
+    2**64,
+    10**400,
+]
+#: every numeric field of every upstream message: (frame kind, path, non-negative integer?)
+NUMERIC_FIELDS = [
+    ("push", ("mutations", 0, "id"), True),
+    ("push", ("mutations", 0, "timestamp"), False),
+    ("push", ("pushVersion",), True),
+    ("push", ("timestamp",), False),
+    ("pull", ("cookie",), True),
+]
+_one_mutation_push = _push.filter(lambda body: len(body["mutations"]) >= 1)
+
+
+def _accepted(value: int, non_negative: bool) -> bool:
+    return (0 if non_negative else -MAX_SAFE) <= value <= MAX_SAFE
+
+
+@_fuzz
+@given(st.sampled_from(NUMERIC_FIELDS), st.sampled_from(BOUNDARIES), st.data())
+def test_every_numeric_field_is_accepted_exactly_within_the_safe_integer_range(
+    field: tuple[str, tuple[str | int, ...], bool], value: int, data: st.DataObject
+) -> None:
+    kind, path, non_negative = field
+    body = data.draw(_one_mutation_push if kind == "push" else _pull)
+    target: Any = body
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    frame = json.dumps([kind, body])
+    if _accepted(value, non_negative):
+        message: Any = parse_upstream(frame)
+        for step in path:
+            message = message[step] if isinstance(step, int) else getattr(message, _attr(step))
+        assert message == value
+    else:
+        try:
+            parse_upstream(frame)
+        except InvalidMessage as e:
+            assert f"`$.{_json_path(path)}`" in e.message, e.message
+        else:
+            raise AssertionError(f"{kind} with {_json_path(path)} = {value} was accepted")
+
+
+def _attr(name: str) -> str:
+    return {"pushVersion": "push_version"}.get(name, name)
+
+
+def _json_path(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path)[1:]
+
+
+@pytest.mark.parametrize("text", ["1e400", "-1e400", "1e300", "9007199254740992.5"])
+def test_a_timestamp_beyond_the_safe_range_or_overflowing_is_invalid(text: str) -> None:
+    frame = (
+        '["push",{"clientGroupID":"g","mutations":[],"pushVersion":1,"schemaVersion":"",'
+        f'"timestamp":{text},"requestID":"r"}}]'
+    )
+    with pytest.raises(InvalidMessage, match=r"\$\.timestamp"):
+        parse_upstream(frame)

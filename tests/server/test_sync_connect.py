@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from websockets.asyncio.client import connect
@@ -16,7 +17,7 @@ from reflectd.engine.records import RoomRecord
 from reflectd.server.settings import ServerSettings
 
 from .conftest import make_app
-from .harness import Harness, connect_params, serve, wait_until
+from .harness import Client, Harness, connect_params, serve, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -436,3 +437,19 @@ async def test_client_gone_during_a_slow_auth_handler_leaves_no_connection_behin
         version = (await server.snapshot()).version
         await watcher.sync_until(lambda c: c.cookie == version)
         assert watcher.presence == {"watcher"}
+
+
+@pytest.mark.parametrize("name", ["roomID", "clientID", "lmid"])
+async def test_a_repeated_query_parameter_is_refused_and_connects_to_no_room(
+    server: Harness, name: str
+) -> None:
+    """``roomID=first&roomID=second``: the original reads the first, nginx's ``$arg_roomID``
+    hashes on the first, Starlette would read the last; refused, so they cannot disagree."""
+    params = [*connect_params(room_id="first").items(), (name, "second")]
+    ws = await connect(f"{server.ws_url}/api/sync/v1/connect?{urlencode(params)}", compression=None)
+    client = Client(ws, client_id="c1", client_group_id="g1")
+    server.clients.append(client)
+    await client.expect_error("InvalidConnectionRequest", f"query parameter {name} is repeated")
+    await client.expect_closed()
+    assert await server.store.get_room("first") is None
+    assert await server.store.get_room("second") is None

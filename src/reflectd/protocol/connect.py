@@ -4,12 +4,12 @@ checks, in its order, with its error messages."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from reflectd.errors import InvalidConnectionRequest
-from reflectd.protocol.jsparse import parse_int
+from reflectd.protocol.jsparse import is_safe_integer, parse_int
 
 ROOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_/-]+")
 ROOM_ID_RULE = "/^[A-Za-z0-9_/-]+$/"
@@ -31,6 +31,18 @@ class ConnectQuery:
     lmid: int
     wsid: str
     debug_perf: bool
+
+
+def single_valued(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The query as a dict; a name given twice is refused (unlike the original, which reads
+    the first, while some proxies read the last: the edge and the server could disagree on
+    the room)."""
+    query: dict[str, str] = {}
+    for name, value in items:
+        if name in query:
+            raise InvalidConnectionRequest(f"query parameter {name} is repeated")
+        query[name] = value
+    return query
 
 
 def parse_gate_params(query: Mapping[str, str]) -> tuple[str, str, str, Literal["", "eu"]]:
@@ -55,9 +67,9 @@ def parse_connect_query(query: Mapping[str, str], url: str) -> ConnectQuery:
             raise InvalidConnectionRequest(f"invalid querystring - missing {name}")
         return value
 
-    def integer(name: str, text: str) -> int:
+    def integer(name: str, text: str, *, non_negative: bool = True) -> int:
         value = parse_int(text)
-        if value is None:
+        if value is None or not is_safe_integer(value, non_negative=non_negative):
             raise InvalidConnectionRequest(
                 f"invalid querystring parameter {name}, got: {text}, url: {url}"
             )
@@ -66,7 +78,7 @@ def parse_connect_query(query: Mapping[str, str], url: str) -> ConnectQuery:
     client_group_id = required("clientGroupID")
     base_cookie_text = query.get("baseCookie", "")
     base_cookie = integer("baseCookie", base_cookie_text) if base_cookie_text else None
-    integer("ts", required("ts"))
+    integer("ts", required("ts"), non_negative=False)
     lmid = integer("lmid", required("lmid"))
     return ConnectQuery(
         client_id=client_id,

@@ -18,6 +18,15 @@ _INT_PREFIX = re.compile(r"([+-]?)(?:(0[xX])([0-9a-fA-F]*)|([0-9]+))")
 _DIGITS_PER_CHUNK = 4000
 _PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
 
+#: ``Number.MAX_SAFE_INTEGER``: every integer that enters from outside stays within
+#: ``[-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER]`` (JavaScript reads it exactly, int64 columns hold it)
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def is_safe_integer(value: int, *, non_negative: bool = False) -> bool:
+    """``Number.isSafeInteger(value)``, and ``value >= 0`` if ``non_negative``."""
+    return (0 if non_negative else -MAX_SAFE_INTEGER) <= value <= MAX_SAFE_INTEGER
+
 
 def parse_int(text: str) -> int | None:
     """``parseInt(text)``: leading integer digits, ``None`` where JavaScript gives NaN."""

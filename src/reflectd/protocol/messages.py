@@ -7,12 +7,20 @@ are then omitted from the JSON, never sent as ``null``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
+from reflectd.protocol.jsparse import MAX_SAFE_INTEGER
+
 # ---------------------------------------------------------------- upstream (client -> server)
+
+#: a mutation id, a cookie, a version: an integer JavaScript reads exactly, never negative
+#: (so it also fits the storage's int64 columns)
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)]
+#: a client's timestamp (ms): a finite number within the safe-integer range
+Timestamp = Annotated[float, msgspec.Meta(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
 
 
 class _Upstream(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
@@ -24,25 +32,25 @@ class PingBody(_Upstream):
 
 
 class Mutation(_Upstream):
-    id: int
+    id: Count
     client_id: str = msgspec.field(name="clientID")
     name: str
     args: Any
-    timestamp: float
+    timestamp: Timestamp
 
 
 class PushBody(_Upstream):
     client_group_id: str = msgspec.field(name="clientGroupID")
     mutations: list[Mutation]
-    push_version: int
+    push_version: Count
     schema_version: str
-    timestamp: float
+    timestamp: Timestamp
     request_id: str = msgspec.field(name="requestID")
 
 
 class PullBody(_Upstream):
     client_group_id: str = msgspec.field(name="clientGroupID")
-    cookie: int | None
+    cookie: Count | None
     request_id: str = msgspec.field(name="requestID")
 
 
