@@ -142,6 +142,10 @@ class ReflectServer:
         if self._shutdown_started or self.registry is None or self.sync is None:
             return
         self._shutdown_started = True
+        # answer HTTP with 503 from now on, before any room or the storage closes
+        if self.rest is not None:
+            self.rest.draining = True
+        self.sync.draining = True
         await self.registry.drain()
         sockets = list(self.sync.sockets)
         batch = self.settings.shutdown_close_batch

@@ -1,15 +1,43 @@
-"""HTTP error responses in the Reflect envelope (spec 5.2)."""
+"""HTTP error responses: the Reflect envelope (spec 5.2), 503 while unavailable, and the 500
+that names an error id instead of carrying an exception's text."""
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Literal
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 Resource = Literal["request", "rooms", "connections"]
+
+#: what ``Retry-After`` says on a 503: about the time a restarted node takes to serve again
+RETRY_AFTER_S = 5
 
 
 def api_error(status: int, message: str, resource: Resource = "request") -> JSONResponse:
     """``{"error": {"code", "resource", "message"}}`` with ``status`` as the HTTP status."""
     body = {"error": {"code": status, "resource": resource, "message": message}}
     return JSONResponse(body, status_code=status)
+
+
+def unavailable(message: str, *, envelope: bool = False) -> Response:
+    """503 with ``Retry-After``: shutting down, or the room is not available right now."""
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    if envelope:
+        response: Response = api_error(503, message)
+        response.headers.update(headers)
+        return response
+    return PlainTextResponse(message, 503, headers=headers)
+
+
+def new_error_id() -> str:
+    return os.urandom(6).hex()
+
+
+def internal_error(logger: logging.Logger, what: str) -> Response:
+    """The 500 for an unexpected exception (call it in an ``except`` block): the exception
+    and its traceback go to ``logger`` with a fresh error id; the body names only the id."""
+    error_id = new_error_id()
+    logger.exception("%s failed (error id %s)", what, error_id)
+    return PlainTextResponse(f"Internal Server Error (error id {error_id})", 500)

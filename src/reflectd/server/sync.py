@@ -32,12 +32,12 @@ from reflectd.errors import (
     VersionNotSupported,
 )
 from reflectd.protocol.codec import PONG_FRAME, parse_upstream
-from reflectd.protocol.connect import parse_connect_query, parse_gate_params
+from reflectd.protocol.connect import parse_connect_query, parse_gate_params, single_valued
 from reflectd.protocol.jsparse import decode_uri_component
-from reflectd.protocol.messages import PingBody, PullBody, PushBody
+from reflectd.protocol.messages import Count, PingBody, PullBody, PushBody
 from reflectd.server.actor import RoomActor, RoomUnavailable, now_ms
 from reflectd.server.auth import Authenticator
-from reflectd.server.errors import api_error
+from reflectd.server.errors import RETRY_AFTER_S, api_error, internal_error, unavailable
 from reflectd.server.http import client_address
 from reflectd.server.peers import PeerAuth
 from reflectd.server.proxy import forward_request, proxy_socket
@@ -80,6 +80,8 @@ class SyncEndpoints:
         self.authenticate = Authenticator(
             app, timeout_ms=settings.auth_timeout_ms, threads=settings.auth_threads
         )
+        #: the server is shutting down: the close beacon answers 503
+        self.draining = False
         #: open sockets per client address (``max_connections_per_address``)
         self._per_address: Counter[str] = Counter()
         self._connection_ids = itertools.count(1)
@@ -186,7 +188,7 @@ class SyncEndpoints:
             raise InvalidConnectionRequest("auth required")
         if version != SUPPORTED_VERSION:
             raise VersionNotSupported("unsupported version")
-        query = websocket.query_params
+        query = single_valued(websocket.query_params.multi_items())
         _, room_id, user_id, jurisdiction = parse_gate_params(query)
         token = None
         if protocol is not None:
@@ -256,9 +258,22 @@ class SyncEndpoints:
     # ----------------------------------------------------------------------- close beacon
 
     async def close_beacon(self, request: Request) -> Response:
-        """``POST /api/sync/v1/close`` (spec 5.8): the client is gone for good."""
+        """``POST /api/sync/v1/close`` (spec 5.8): the client is gone for good. Unexpected
+        failures are a 500 naming an error id (the details are in the log, not the body)."""
+        if self.draining:
+            return unavailable("the server is shutting down")
+        try:
+            return await self._close_beacon(request)
+        except RoomUnavailable:
+            return unavailable("the room is not available")
+        except Exception:
+            if self.draining:
+                return unavailable("the server is shutting down")
+            return internal_error(logger, "close beacon")
+
+    async def _close_beacon(self, request: Request) -> Response:
         query = request.query_params
-        problem = _beacon_query_problem([name for name, _ in query.multi_items()])
+        problem = _beacon_query_problem(query.multi_items())
         if problem is not None:
             return api_error(400, f"Query string error. {problem}")
         token = None
@@ -290,7 +305,9 @@ class SyncEndpoints:
             actor = await self.registry.actor(query["roomID"])
         except NotOwner as e:
             if self.peers.sender(request) is not None:
-                return PlainTextResponse("Room moved, try again", 503)
+                return PlainTextResponse(
+                    "Room moved, try again", 503, headers={"Retry-After": str(RETRY_AFTER_S)}
+                )
             return await forward_request(request, e.owner.address, peers=self.peers)
         outcome = await actor.call(
             partial(_close_beacon, query["clientID"], query["userID"], body.last_mutation_id)
@@ -301,9 +318,11 @@ class SyncEndpoints:
 _BEACON_PARAMS = frozenset({"roomID", "userID", "clientID"})
 
 
-def _beacon_query_problem(names: list[str]) -> str | None:
-    """What is wrong with a beacon query holding ``names`` (repeats included), in the words
-    of the original's schema check; None if it is exactly roomID, userID and clientID."""
+def _beacon_query_problem(items: list[tuple[str, str]]) -> str | None:
+    """What is wrong with a beacon query (repeats included), in the words of the original's
+    schema check; None if it is exactly roomID, userID and clientID, without a NUL (which
+    no room, user or client ID can hold, and PostgreSQL text cannot store)."""
+    names = [name for name, _ in items]
     missing = sorted(_BEACON_PARAMS - set(names))
     if missing:
         return f"Missing property {missing[0]}"
@@ -313,11 +332,14 @@ def _beacon_query_problem(names: list[str]) -> str | None:
     repeated = [name for name in names if names.count(name) > 1]
     if repeated:
         return f"Expected string at {repeated[0]}. Got array"
+    for name, value in items:
+        if "\x00" in value:
+            return f"Invalid character (NUL) at {name}"
     return None
 
 
 class _BeaconBody(msgspec.Struct, forbid_unknown_fields=True):
-    last_mutation_id: int = msgspec.field(name="lastMutationID")
+    last_mutation_id: Count = msgspec.field(name="lastMutationID")
 
 
 # The engine calls an actor runs for a socket (module-level, so no closure captures a loop

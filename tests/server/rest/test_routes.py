@@ -4,6 +4,8 @@ messages, in both route shapes: the seed's ``/v1/apps/{app-id}`` and the origina
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from reflectd.server.rest.routes import MAX_BODY_BYTES
@@ -297,13 +299,17 @@ async def test_create_bad_body(rest: Rest, shape: str, body: str | None, message
 
 
 @BOTH_BACKENDS
-async def test_create_when_the_start_handler_fails_is_500_and_records_nothing(
-    rest: Rest, shape: str
+async def test_create_when_the_start_handler_fails_is_500_naming_a_logged_error_id(
+    rest: Rest, shape: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     response = await rest.call(shape, "POST", "rooms:create", {"roomID": "boom"}, body="{}")
     assert response.status_code == 500
     assert response.headers["content-type"].startswith("text/plain")
-    assert response.text == "the start handler refused boom"
+    match = re.fullmatch(r"Internal Server Error \(error id ([0-9a-f]{12})\)", response.text)
+    assert match is not None, response.text
+    [logged] = [r for r in caplog.records if match.group(1) in r.getMessage()]
+    assert logged.exc_info is not None
+    assert "the start handler refused boom" in str(logged.exc_info[1])
     assert await rest.store.get_room("boom") is None
 
 

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from reflectd import __version__
+from reflectd.protocol.jsparse import MAX_SAFE_INTEGER
 from reflectd.server.rest.commands import MAX_LIST_RESULTS
 from reflectd.server.rest.routes import _SEGMENT, MAX_BODY_BYTES, ROUTES, RestRoute
 
@@ -41,6 +42,8 @@ END_MARKER = "<!-- END GENERATED REFERENCE -->"
 
 ROOM_EXAMPLE = "my-room"
 USER_EXAMPLE = "user-42"
+#: a 500's body: it names the error id under which the server logged the error, nothing more
+INTERNAL_ERROR_EXAMPLE = "Internal Server Error (error id 3f9a1c2b7d4e)"
 
 
 # ------------------------------------------------------------------------------ the routes
@@ -146,7 +149,7 @@ COMMANDS: dict[str, Command] = {
                     "maxResults",
                     f"The most rooms to return (read as JavaScript's `parseInt`; capped at "
                     f"{MAX_LIST_RESULTS}; 0 or less returns none).",
-                    {"type": "integer"},
+                    {"type": "integer", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER},
                     100,
                 ),
             ),
@@ -162,6 +165,13 @@ COMMANDS: dict[str, Command] = {
                     400,
                     "`maxResults` is not a number",
                     'Query string error. Expected valid number at maxResults. Got "abc"',
+                    query=True,
+                ),
+                Failure(
+                    400,
+                    "`maxResults` is beyond JavaScript's safe integers (2^53 - 1 either way)",
+                    "Query string error. Expected safe integer at maxResults. "
+                    'Got "9007199254740992"',
                     query=True,
                 ),
                 Failure(
@@ -190,7 +200,7 @@ COMMANDS: dict[str, Command] = {
                 Failure(
                     500,
                     "the room could not be loaded (for example its start handler raised)",
-                    "<the error's text>",
+                    INTERNAL_ERROR_EXAMPLE,
                 ),
             ),
             plain_text={410: "deleted"},
@@ -241,7 +251,7 @@ COMMANDS: dict[str, Command] = {
                 Failure(
                     500,
                     "the room's start handler raised (nothing is recorded)",
-                    "<the error's text>",
+                    INTERNAL_ERROR_EXAMPLE,
                 ),
             ),
         ),
@@ -413,6 +423,7 @@ STATUS_TEXT = {
     413: "Content Too Large",
     429: "Too Many Requests",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 
@@ -463,6 +474,11 @@ def failures(shape: str, command: Command, permission: str) -> list[Failure]:
                 "Unknown or invalid URL",
             ),
             Failure(400, "the path segment is not percent-encoded UTF-8", "Malformed path segment"),
+            Failure(
+                400,
+                "the path segment holds a NUL (`%00`)",
+                "Invalid character (NUL) in path segment",
+            ),
         ]
     takes_query = bool(command.query) and shape != "legacy"
     if takes_query:
@@ -475,6 +491,15 @@ def failures(shape: str, command: Command, permission: str) -> list[Failure]:
         )
     else:
         found.append(Failure(400, "the request has a query string", "Unexpected query parameters"))
+    if takes_query:
+        name = command.query[0].name
+        found.append(
+            Failure(
+                400,
+                "a query value holds a NUL (`%00`), which no ID holds",
+                f"Query string error. Invalid character (NUL) at {name}",
+            )
+        )
     found += [f for f in command.failures if takes_query or not f.query]
     found.append(
         Failure(
@@ -485,8 +510,26 @@ def failures(shape: str, command: Command, permission: str) -> list[Failure]:
     )
     if not any(f.status == 500 for f in found):
         found.append(
-            Failure(500, "an unexpected server error (e.g. storage failed)", "<the error's text>")
+            Failure(
+                500,
+                "an unexpected server error (e.g. storage failed); the server's log has the "
+                "error under the id named",
+                INTERNAL_ERROR_EXAMPLE,
+            )
         )
+    found += [
+        Failure(
+            503,
+            "the server is shutting down (answered with `Retry-After: 5`; another node, or "
+            "this one restarted, will answer)",
+            "the server is shutting down",
+        ),
+        Failure(
+            503,
+            "the room stopped while the request ran (answered with `Retry-After: 5`)",
+            "the room is not available",
+        ),
+    ]
     return found
 
 
@@ -499,7 +542,7 @@ def _plain_text(shape: str, command: Command, status: int) -> bool:
     answers it forwards from a room (as the original does), and its 429."""
     if status == 500:
         return True
-    return shape != "seed" and (status in (401, 429) or status in command.plain_text)
+    return shape != "seed" and (status in (401, 429, 503) or status in command.plain_text)
 
 
 def _failure_body(shape: str, command: Command, failure: Failure) -> Any:

@@ -9,7 +9,7 @@ from typing import Literal
 import msgspec
 
 from reflectd.errors import ApiError
-from reflectd.protocol.jsparse import parse_int
+from reflectd.protocol.jsparse import is_safe_integer, parse_int
 
 Query = dict[str, str | list[str]]
 
@@ -37,6 +37,8 @@ def parse_query(
     for key, values in collected.items():
         if len(values) > 1 and key not in repeatable:
             raise ApiError(400, f"Query string error. Expected string at {key}. Got array")
+        if any("\x00" in value for value in values):  # no ID holds one; PostgreSQL text cannot
+            raise ApiError(400, f"Query string error. Invalid character (NUL) at {key}")
     query: Query = {
         key: values if key in repeatable else values[0] for key, values in collected.items()
     }
@@ -50,13 +52,16 @@ def single(query: Query, key: str) -> str | None:
 
 
 def number(query: Query, key: str) -> int | None:
-    """A number parameter, read as JavaScript's ``parseInt`` reads it (``"10abc"`` is 10)."""
+    """A number parameter, read as JavaScript's ``parseInt`` reads it (``"10abc"`` is 10),
+    within JavaScript's safe integers."""
     text = single(query, key)
     if text is None:
         return None
     value = parse_int(text)
     if value is None:
         raise ApiError(400, f'Query string error. Expected valid number at {key}. Got "{text}"')
+    if not is_safe_integer(value):
+        raise ApiError(400, f'Query string error. Expected safe integer at {key}. Got "{text}"')
     return value
 
 

@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from reflectd.errors import ApiError
-from reflectd.server.actor import now_ms
-from reflectd.server.errors import api_error
+from reflectd.server.actor import RoomUnavailable, now_ms
+from reflectd.server.errors import api_error, internal_error, unavailable
 from reflectd.server.http import client_address
 from reflectd.server.rest.commands import RoomCommands
 from reflectd.server.rest.keys import KeyRing
@@ -217,20 +217,27 @@ class RestApi:
         self.keys = keys
         self.app_id = app_id
         self.throttle = throttle
+        #: the server is shutting down: every request is answered 503 with Retry-After
+        self.draining = False
 
     async def __call__(self, request: Request) -> Response:
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         path = raw_path.decode("latin-1").partition("?")[0]
         original = path == ORIGINAL_PREFIX or path.startswith(ORIGINAL_PREFIX + "/")
+        if self.draining:
+            return unavailable("the server is shutting down", envelope=not original)
         try:
             return await self._handle(request, path, original=original)
         except ApiError as e:
             if original and e.status == 410:
                 return PlainTextResponse("deleted", 410)  # the original forwards the room's text
             return api_error(e.status, e.message, e.resource)
-        except Exception as e:  # e.g. a start handler that raised: 500 with its text (spec 5.2)
-            logger.exception("REST %s %s failed", request.method, path)
-            return PlainTextResponse(str(e) or type(e).__name__, 500)
+        except RoomUnavailable:  # the room stopped (shutdown, storage failure): try again
+            return unavailable("the room is not available", envelope=not original)
+        except Exception:  # e.g. a start handler that raised: 500 naming an error id
+            if self.draining:  # storage closed under a request that began before the drain
+                return unavailable("the server is shutting down", envelope=not original)
+            return internal_error(logger, f"REST {request.method} {path}")
 
     async def _handle(self, request: Request, path: str, *, original: bool) -> Response:
         source = client_address(request)
@@ -286,9 +293,12 @@ def _find(rest: str, method: str, *, original: bool) -> tuple[RestRoute, str]:
         if route.method == method or (method == "HEAD" and route.method == "GET"):
             segment = match.groupdict().get("segment") or ""
             try:
-                return route, unquote(segment, errors="strict")
+                decoded = unquote(segment, errors="strict")
             except UnicodeDecodeError:
                 raise ApiError(400, "Malformed path segment") from None
+            if "\x00" in decoded:
+                raise ApiError(400, "Invalid character (NUL) in path segment")
+            return route, decoded
     if path_matched:
         raise ApiError(405, "unsupported method")
     raise ApiError(404, "Unknown or invalid URL")
