@@ -75,7 +75,7 @@ async def test_ping_is_answered_while_a_commit_is_held(gated: tuple[Harness, Gat
     await client.next_pokes()
 
 
-async def test_failed_commit_sends_no_poke_closes_the_rooms_sockets_and_loses_no_ack(
+async def test_a_failed_commit_sends_nothing_and_its_replay_pokes_once_closing_no_socket(
     gated: tuple[Harness, GatedStore],
 ) -> None:
     server, store = gated
@@ -84,26 +84,63 @@ async def test_failed_commit_sends_no_poke_closes_the_rooms_sockets_and_loses_no
     await alice.mutate("put", {"key": "a", "value": 1})
     await bob.sync_until(lambda c: c.data == {"a": 1})
 
-    store.fail_next = 1
+    store.fail_next = 1  # a transient fault: the replay of the round commits
     await alice.push("put", {"key": "b", "value": 2})
-    await asyncio.gather(alice.expect_closed(), bob.expect_closed())
+    [poke] = await alice.next_pokes()
+    assert poke["lastMutationIDChanges"] == {"alice": 2}
+    await bob.sync_until(lambda c: c.data == {"a": 1, "b": 2})
+    assert await server.values() == {"a": 1, "b": 2}
+    await alice.ping()
+    await bob.ping()
+
+
+async def test_a_mutation_whose_commit_fails_again_closes_only_its_pushers_socket(
+    gated: tuple[Harness, GatedStore],
+) -> None:
+    server, store = gated
+    alice = await server.connect("alice")
+    bob = await server.connect("bob")
+    await alice.mutate("put", {"key": "a", "value": 1})
+    await bob.sync_until(lambda c: c.data == {"a": 1})
+
+    store.fail_next = 2  # the round, then its replay
+    await alice.push("put", {"key": "b", "value": 2})
+    await alice.expect_closed()
+    await bob.sync_until(lambda c: c.presence == {"bob"})  # bob stays, alice left
+    await bob.ping()
     assert await server.values() == {"a": 1}
     assert alice.lmid == 1
 
     alice = await server.reconnect(alice)
-    bob = await server.reconnect(bob)
-    assert alice.data == bob.data == {"a": 1}
     await alice.push("put", {"key": "b", "value": 2}, mutation_id=2)  # the client re-sends
     await alice.sync_until(lambda c: c.lmid == 2)
     await bob.sync_until(lambda c: c.data == {"a": 1, "b": 2})
     assert await server.values() == {"a": 1, "b": 2}
 
 
+async def test_a_turn_without_mutations_whose_commit_fails_again_closes_the_rooms_sockets(
+    gated: tuple[Harness, GatedStore],
+) -> None:
+    """Nobody to blame: the storage itself fails. The room stops; its clients reconnect."""
+    server, store = gated
+    alice = await server.connect("alice")
+    bob = await server.connect("bob")
+    carol = await server.connect("carol")
+    await alice.mutate("put", {"key": "a", "value": 1})
+    await bob.sync_until(lambda c: c.data == {"a": 1})
+
+    store.fail_next = 2
+    await carol.close()  # the turn that records carol's departure fails, and its replay
+    await asyncio.gather(alice.expect_closed(), bob.expect_closed())
+    alice = await server.reconnect(alice)
+    assert alice.data == {"a": 1}
+
+
 async def test_failed_connect_commit_closes_the_socket_and_the_client_can_connect_again(
     gated: tuple[Harness, GatedStore],
 ) -> None:
     server, store = gated
-    store.fail_next = 1
+    store.fail_next = 2  # the round, then its replay
     client = await server.open(connect_params(), client_id="c1", client_group_id="g1")
     await client.expect_closed()
     assert client.frames == []

@@ -7,8 +7,15 @@ All work of a room is serialised here. Each round of the loop:
 3. commit the writes of 1 and 2 in one transaction and wait until they are durable;
 4. only then send the frames (``connected``, pokes) and settle the callers' futures.
 
-If a commit fails, nothing of the round is sent: the actor closes every socket of the room
-and is dropped; the clients reconnect at once and the room is reloaded from storage.
+If a commit fails, nothing of the round is sent. The round is undone (the stored state is
+reloaded, the rest comes from a ``Checkpoint``) and replayed one unit at a time, each unit
+committed before its frames are sent: first each call alone, then the turn one mutation at
+a time. A unit whose commit fails again is refused alone: its caller gets the error, the
+socket that posted it (or that pushed the mutation) is closed, and the other clients of the
+room stay connected. So bad data from one client (that got past the checks at the edge)
+costs only that client, and a transient fault costs nothing. Only when nobody can be blamed
+(a turn without mutations fails again, or the state cannot be reloaded) does the actor
+close every socket of the room and stop; the clients reconnect and the room is reloaded.
 
 With a lease (several nodes share the storage) every commit is fenced by it: ``LeaseLost``
 means another node took the room, and the actor is dropped the same way (its clients
@@ -23,12 +30,15 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from reflectd.engine.handlers import AsyncAppRuntime
+from reflectd.engine.pending import PendingMutation
 from reflectd.engine.room import Close, Effect, Room, Send
-from reflectd.engine.turn import has_work, run_turn
+from reflectd.engine.turn import has_work, planned_calls, run_turn
 from reflectd.errors import ProtocolError, ReflectdError
+from reflectd.server.checkpoint import Checkpoint
 from reflectd.server.sockets import ClientSocket
 from reflectd.storage.base import Backend
 from reflectd.storage.leases import Lease, LeaseLost, LeaseStore
@@ -149,14 +159,45 @@ class RoomActor:
     async def _round(self) -> None:
         calls = self._in_flight = self._calls
         self._calls = []
-        now = now_ms()
+        checkpoint = Checkpoint.take(self.room)
         for call in calls:
-            try:
-                call.result = call.call(self.room)
-            except ProtocolError as e:
-                call.error = e
+            _run_call(call, self.room)
+        queued = len(self.room.queue)
         if has_work(self.room):
-            run_turn(self.room, now_ms=now, request_id=f"{_request_prefix}{next(_request_ids):x}")
+            await self._prepare_turn()
+            self._run_turn()
+        try:
+            await self._commit_and_deliver()
+        except LeaseLost:
+            raise
+        except Exception as e:
+            logger.warning(
+                "room %s: the commit of a round failed (%s); replaying it one unit at a time",
+                self.room_id,
+                e,
+            )
+            await checkpoint.restore(self.room, self.store)
+            await self._replay(calls, min(queued, self.room.settings.max_mutations_per_turn))
+        else:
+            for call in calls:
+                self._settle(call)
+        self._in_flight = []
+
+    async def _prepare_turn(self) -> None:
+        """Let an app runtime run the turn's mutations ahead, while the event loop goes on
+        (with the other rooms' that ask at the same time)."""
+        runtime = self.room.handlers.runtime
+        if isinstance(runtime, AsyncAppRuntime):
+            calls = planned_calls(self.room)
+            if calls:
+                self.room.prepare(calls, await runtime.run_async(self.room, calls))
+
+    def _run_turn(self) -> None:
+        request_id = f"{_request_prefix}{next(_request_ids):x}"
+        run_turn(self.room, now_ms=now_ms(), request_id=request_id)
+
+    async def _commit_and_deliver(self) -> None:
+        """Commit what the engine wrote, then (only then) send what it queued."""
         writes = self.room.take_writes()
         effects = self.room.take_effects()
         if not writes.is_empty():
@@ -165,9 +206,63 @@ class RoomActor:
             else:
                 await self.store.commit(self.room_id, writes)
         self._deliver(effects)
-        self._in_flight = []
+
+    # ----------------------------------------------------------------------- replay
+
+    async def _replay(self, calls: list[_Call], mutations: int) -> None:
+        """Replay an undone round: each call alone, then its turn one mutation at a time;
+        a unit whose commit fails again is refused alone. Raises when nobody can be
+        blamed (the room then stops)."""
         for call in calls:
+            checkpoint = Checkpoint.take(self.room)
+            call.result, call.error = None, None
+            _run_call(call, self.room)
+            try:
+                await self._commit_and_deliver()
+            except LeaseLost:
+                raise
+            except Exception as e:
+                await checkpoint.restore(self.room, self.store)
+                call.error = e
+                logger.error("room %s: a call was refused, its commit failed: %s", self.room_id, e)
             self._settle(call)
+        settings = self.room.settings
+        self.room.settings = replace(settings, max_mutations_per_turn=1)
+        try:
+            for _ in range(max(mutations, 1)):
+                if not has_work(self.room):
+                    return
+                checkpoint = Checkpoint.take(self.room)
+                first = self.room.queue[0] if self.room.queue else None
+                self._run_turn()
+                try:
+                    await self._commit_and_deliver()
+                except LeaseLost:
+                    raise
+                except Exception as e:
+                    if first is None:
+                        raise  # a turn without mutations: the storage itself fails
+                    await checkpoint.restore(self.room, self.store)
+                    self._refuse(first, e)
+        finally:
+            self.room.settings = settings
+
+    def _refuse(self, mutation: PendingMutation, error: Exception) -> None:
+        """Drop ``mutation`` and its client's later ones; close the sockets that pushed it
+        (the client reconnects and pushes again from its last confirmed mutation)."""
+        logger.error(
+            "room %s: mutation %d of client %s was refused, its commit failed: %s",
+            self.room_id,
+            mutation.id,
+            mutation.client_id,
+            error,
+        )
+        self.room.queue = [m for m in self.room.queue if m.client_id != mutation.client_id]
+        for client_id in {mutation.client_id, *mutation.pusher_client_ids}:
+            connection = self.room.connections.get(client_id)
+            socket = None if connection is None else self.sockets.get(connection.connection_id)
+            if socket is not None:
+                socket.close()
 
     def _deliver(self, effects: list[Effect]) -> None:
         for effect in effects:
@@ -196,6 +291,8 @@ class RoomActor:
                 call.error.message,
             )
             call.socket.send_error(call.error)
+        elif call.error is not None and call.socket is not None:
+            call.socket.close()  # its commit failed: the client reconnects
 
     def _stop(self, *, close_sockets: bool) -> None:
         """Stop for good: fail waiting callers, leave the registry."""
@@ -223,3 +320,10 @@ class RoomActor:
         self._stopping = True
         self._wake.set()
         await asyncio.shield(self._task)
+
+
+def _run_call(call: _Call, room: Room) -> None:
+    try:
+        call.result = call.call(room)
+    except ProtocolError as e:
+        call.error = e

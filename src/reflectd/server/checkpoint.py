@@ -1,0 +1,51 @@
+"""What a room actor needs to undo a round whose commit failed.
+
+A round changes the room's engine in memory before its writes are committed. When the
+commit fails, storage still holds the state before the round, so the stored part is
+reloaded; what lives only in memory (the connections, the pending queue, the time of the
+last client GC) is put back from a ``Checkpoint`` taken when the round began.
+
+Taking one costs a copy of the connection list and of the queue: the round's turn touches
+each of them anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reflectd.engine.pending import PendingMutation
+from reflectd.engine.room import Connection, Room
+from reflectd.engine.state import RoomState
+from reflectd.storage.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    #: each connection with the fields a round may change: clock offset, initial presence
+    connections: tuple[tuple[str, Connection, float | None, bool], ...]
+    queue: tuple[PendingMutation, ...]
+    last_gc_ms: int | None
+
+    @classmethod
+    def take(cls, room: Room) -> Checkpoint:
+        return cls(
+            connections=tuple(
+                (client_id, c, c.clock_offset_ms, c.sent_initial_presence)
+                for client_id, c in room.connections.items()
+            ),
+            queue=tuple(room.queue),
+            last_gc_ms=room.last_gc_ms,
+        )
+
+    async def restore(self, room: Room, store: Store) -> None:
+        """Put ``room`` back as it was when this was taken: stored state from ``store``
+        (raises what the store raises), the rest from this checkpoint."""
+        room.state = RoomState(await store.load_room(room.room_id))
+        room.connections = {}
+        for client_id, connection, clock_offset_ms, sent_initial_presence in self.connections:
+            connection.clock_offset_ms = clock_offset_ms
+            connection.sent_initial_presence = sent_initial_presence
+            room.connections[client_id] = connection
+        room.queue = list(self.queue)
+        room.last_gc_ms = self.last_gc_ms
+        room.take_effects()
