@@ -306,12 +306,14 @@ def test_mutation_older_than_fifty_ms_at_push_time_gets_no_poke_timestamp() -> N
 
 
 def test_extreme_timestamps_do_not_break_the_push() -> None:
+    # the most extreme timestamps the codec admits (JS safe integers; beyond: InvalidMessage)
     driver = RoomDriver()
     driver.connect("c1")
     driver.turn()
+    extreme = float(2**53 - 1)
 
-    driver.push("c1", mutation(1, timestamp=1.7e308), timestamp=-1.7e308)
-    driver.push("c1", mutation(2, timestamp=-1.7e308), timestamp=1.7e308)
+    driver.push("c1", mutation(1, timestamp=extreme), timestamp=-extreme)
+    driver.push("c1", mutation(2, timestamp=-extreme), timestamp=extreme)
     driver.push("c1", mutation(3, timestamp=0), timestamp=0)
     frames = driver.turn()
 

@@ -297,7 +297,10 @@ async def test_unusual_room_ids_get_the_documented_error_and_other_rooms_are_una
         assert _contents(server, long_id, key)[0] == 200
         for decoded in INVALID_ROOM_IDS.values():
             status, body = _contents(server, decoded, key)
-            assert (status, "not found") == (404, "not found" if "not found" in body else body)
+            if "\x00" in decoded:  # a NUL is refused before any lookup, on every backend
+                assert status == 400, (decoded, body)
+            else:
+                assert (status, "not found") == (404, "not found" if "not found" in body else body)
     finally:
         server.stop()
 
