@@ -71,16 +71,18 @@ class Channel:
 
     async def request_async(self, op: str, body: bytes) -> bytes:
         """Send a request; its answer comes through the event loop's reader."""
+        return await self.request_future(op, body)
+
+    def request_future(self, op: str, body: bytes) -> asyncio.Future[bytes]:
+        """Send a request from the running event loop; the future settles with its answer."""
         loop = asyncio.get_running_loop()
         self._watch(loop)
         future: asyncio.Future[bytes] = loop.create_future()
         request_id = next(self._ids)
         self._waiting[request_id] = future
-        try:
-            self._send(op, body, request_id=request_id)
-            return await future
-        finally:
-            self._waiting.pop(request_id, None)
+        future.add_done_callback(lambda _: self._waiting.pop(request_id, None))
+        self._send(op, body, request_id=request_id)
+        return future
 
     def send(self, op: str, body: bytes) -> None:
         """Send a request that has no answer."""
@@ -137,7 +139,9 @@ class Channel:
         future = self._waiting.pop(request_id, None)
         if future is None:
             self._answers[request_id] = payload
-        elif not future.done():
+        elif _in_thread_of(future.get_loop()):
+            _settle(future, payload)
+        else:
             future.get_loop().call_soon_threadsafe(_settle, future, payload)
 
     # ------------------------------------------------------------------ the event loop's reader
@@ -192,6 +196,13 @@ class Channel:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _in_thread_of(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _settle(future: asyncio.Future[bytes], payload: bytes) -> None:

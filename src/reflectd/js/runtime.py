@@ -166,9 +166,8 @@ class JsRuntime:
         self._generation = 0
         self._copies: weakref.WeakKeyDictionary[Room, _RoomCopy] = weakref.WeakKeyDictionary()
         self._forgotten: list[str] = []
-        #: rooms waiting for the next ``batches`` request, and the task sending it
+        #: rooms waiting for the next ``batches`` request
         self._queued: list[tuple[Room, list[AppCall], asyncio.Future[list[CallResult]]]] = []
-        self._flushing: set[asyncio.Task[None]] = set()
         self.shape = self._start()
         self.mutator_names = frozenset(self.shape.mutators)
         kinds: list[CallKind] = []
@@ -270,15 +269,12 @@ class JsRuntime:
         future: asyncio.Future[list[CallResult]] = loop.create_future()
         self._queued.append((room, list(calls), future))
         if len(self._queued) == 1:
-            loop.call_soon(self._start_flush, loop)
+            loop.call_soon(self._flush)
         return await future
 
-    def _start_flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        task = loop.create_task(self._flush())
-        self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
-
-    async def _flush(self) -> None:
+    def _flush(self) -> None:
+        """Send the queued rooms' calls as one request; settle each room's future when the
+        answer comes."""
         queued, self._queued = self._queued, []
         try:
             channel = self._channel if self._channel is not None else self._restart()
@@ -286,13 +282,27 @@ class JsRuntime:
             requests = [
                 self._request(room, [_call_json(c) for c in calls]) for room, calls, _ in queued
             ]
-            answers = msgspec.json.decode(
-                await channel.request_async("batches", b"\n".join(requests)),
-                type=list[_BatchAnswer],
-            )
+            answer = channel.request_future("batches", b"\n".join(requests))
         except JsRuntimeError as e:
-            logger.error("the JS runtime stopped during a batch (%s)", e)
-            answers = []
+            logger.error("the JS runtime stopped before a batch (%s)", e)
+            self._settle(queued, [])
+            return
+        answer.add_done_callback(lambda done: self._settle(queued, self._answers(done)))
+
+    @staticmethod
+    def _answers(done: asyncio.Future[bytes]) -> list[_BatchAnswer]:
+        error = done.exception() if not done.cancelled() else None
+        if done.cancelled() or error is not None:
+            logger.error("the JS runtime stopped during a batch (%s)", error)
+            return []
+        return msgspec.json.decode(done.result(), type=list[_BatchAnswer])
+
+    def _settle(
+        self,
+        queued: list[tuple[Room, list[AppCall], asyncio.Future[list[CallResult]]]],
+        answers: list[_BatchAnswer],
+    ) -> None:
+        """Hand each room its results; a room without an answer runs its calls again."""
         for i, (room, calls, future) in enumerate(queued):
             answer = answers[i] if i < len(answers) else None
             try:
