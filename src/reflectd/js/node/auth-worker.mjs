@@ -5,7 +5,7 @@
 import {parentPort, workerData} from 'node:worker_threads';
 import {pathToFileURL} from 'node:url';
 
-const {bundleFile, env, entry} = workerData;
+const {bundleFile, env} = workerData;
 
 function format(args) {
   return args
@@ -43,4 +43,3 @@ parentPort.on('message', async message => {
   }
   parentPort.postMessage({id: message.id, answer});
 });
-void entry;

@@ -23,7 +23,9 @@ import path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import vm from 'node:vm';
 import {Worker} from 'node:worker_threads';
+import {authService} from './auth-host.mjs';
 import {bundle} from './bundle.mjs';
+import {checkOptions, describeOptions, ModuleError} from './options.mjs';
 
 const args = Object.fromEntries(
   process.argv.slice(2).map(a => a.replace(/^--/, '').split('=')),
@@ -104,9 +106,6 @@ function handle(id, op, body) {
   }
 }
 
-/** What is wrong with the app's module (the host's own stack would not help its author). */
-class ModuleError extends Error {}
-
 function describeLoadError(e) {
   if (e instanceof ModuleError || !e?.stack) return e?.message ?? String(e);
   const hostDir = path.dirname(fileURLToPath(import.meta.url));
@@ -118,9 +117,10 @@ function describeLoadError(e) {
 }
 
 // ------------------------------------------------------------------ the mutator context
-let config; // {entry, mode, env, limits, cpuLimitMs}
+let config; // {entry, mode, env, limits, cpuLimitMs, heapLimitMb}
 let context;
 let batchApi;
+let authenticate; // the auth handler's service, once the module is loaded
 
 const notAvailable = what => () => {
   throw new Error(
@@ -292,48 +292,6 @@ async function evaluateModule(code) {
   return module.namespace;
 }
 
-const OPTION_NAMES = [
-  'mutators',
-  'authHandler',
-  'roomStartHandler',
-  'onClientDisconnect',
-  'disconnectHandler',
-  'onClientDelete',
-  'logLevel',
-  'logSinks',
-  'maxMutationsPerTurn',
-  'allowUnconfirmedWrites',
-  'datadogMetricsOptions',
-];
-
-function checkOptions(options) {
-  const where = config.entry;
-  if (options === null || typeof options !== 'object') {
-    throw new ModuleError(`${where}: the default export must be makeOptions or the options object`);
-  }
-  if (options.mutators === null || typeof options.mutators !== 'object') {
-    throw new ModuleError(`${where}: the options have no mutators object`);
-  }
-  for (const [name, mutator] of Object.entries(options.mutators)) {
-    if (typeof mutator !== 'function') throw new ModuleError(`${where}: mutator ${name} is not a function`);
-  }
-  for (const name of ['authHandler', 'roomStartHandler', 'onClientDisconnect', 'disconnectHandler', 'onClientDelete']) {
-    if (options[name] !== undefined && typeof options[name] !== 'function') {
-      throw new ModuleError(`${where}: ${name} is not a function`);
-    }
-  }
-  if (options.logLevel !== undefined && !['debug', 'info', 'error'].includes(options.logLevel)) {
-    throw new ModuleError(`${where}: logLevel must be 'debug', 'info' or 'error'`);
-  }
-  const max = options.maxMutationsPerTurn;
-  if (max !== undefined && !(Number.isInteger(max) && max > 0)) {
-    throw new ModuleError(`${where}: maxMutationsPerTurn must be a positive integer`);
-  }
-  for (const name of Object.keys(options)) {
-    if (!OPTION_NAMES.includes(name)) log('info', `${where}: option ${name} is not known to reflectd; ignored`);
-  }
-}
-
 async function load(request) {
   config = request;
   const built = await bundle(config.entry, config.mode);
@@ -350,24 +308,13 @@ async function load(request) {
   })()`);
   if (made.timedOut) throw new ModuleError(`${config.entry}: makeOptions ran past the time limit`);
   const options = made.value;
-  checkOptions(options);
+  checkOptions(options, config.entry, log);
   context.__reflectdOptions = options;
   context.__reflectdConfig = {env: config.env, limits: config.limits};
   runGuarded('__reflectdConfigure(__reflectdConfig, __reflectdOptions)');
   flushAppLogs();
-  bundleFile = built.file;
-  return {
-    mutators: Object.keys(options.mutators),
-    authHandler: options.authHandler !== undefined,
-    roomStartHandler: options.roomStartHandler !== undefined,
-    onClientDisconnect: (options.onClientDisconnect ?? options.disconnectHandler) !== undefined,
-    onClientDelete: options.onClientDelete !== undefined,
-    logLevel: options.logLevel ?? 'info',
-    maxMutationsPerTurn: options.maxMutationsPerTurn ?? null,
-    allowUnconfirmedWrites: options.allowUnconfirmedWrites ?? false,
-    inputs: built.inputs,
-    warnings: built.warnings,
-  };
+  authenticate = authService({bundleFile: built.file, config, send, log});
+  return {...describeOptions(options), inputs: built.inputs, warnings: built.warnings};
 }
 
 // ------------------------------------------------------------------ batches
@@ -451,72 +398,3 @@ function hostWorkSettled(ms) {
     () => clearTimeout(timer),
   );
 }
-
-// ------------------------------------------------------------------ the auth worker
-let bundleFile;
-let worker;
-const authWaiting = new Map(); // request id -> started at (ms)
-let lastPong = 0;
-let watchdog;
-
-function startWorker() {
-  const started = new Worker(new URL('./auth-worker.mjs', import.meta.url), {
-    workerData: {bundleFile, env: config.env, entry: config.entry},
-    resourceLimits: config.heapLimitMb ? {maxOldGenerationSizeMb: config.heapLimitMb} : undefined,
-  });
-  worker = started;
-  lastPong = Date.now();
-  // a worker the watchdog gave up on may still speak or exit later: only the current one counts
-  started.on('message', message => {
-    if (worker !== started) return;
-    if (message.pong) {
-      lastPong = Date.now();
-    } else if (message.log) {
-      send(0, JSON.stringify({logs: [message.log]}));
-    } else if (authWaiting.delete(message.id)) {
-      send(message.id, JSON.stringify(message.answer));
-    }
-  });
-  const failAll = why => {
-    for (const id of authWaiting.keys()) send(id, JSON.stringify({error: {name: 'Error', message: why}}));
-    authWaiting.clear();
-  };
-  started.on('error', e => {
-    if (worker !== started) return;
-    log('error', `the auth handler's worker failed: ${e?.stack ?? e}`);
-    failAll(`the auth handler's worker failed: ${e?.message ?? e}`);
-    worker = undefined;
-  });
-  started.on('exit', () => {
-    if (worker !== started) return;
-    failAll("the auth handler's worker stopped");
-    worker = undefined;
-  });
-  watchdog ??= setInterval(() => {
-    if (!worker || authWaiting.size === 0) {
-      lastPong = Date.now();
-      return;
-    }
-    if (Date.now() - lastPong > config.cpuLimitMs + 500) {
-      log('error', `the auth handler ran past the time limit of ${config.cpuLimitMs} ms; its worker is restarted`);
-      const stuck = worker;
-      worker = undefined;
-      for (const id of authWaiting.keys()) {
-        send(id, JSON.stringify({error: {name: 'Error', message: `authHandler ran past the time limit of ${config.cpuLimitMs} ms`}}));
-      }
-      authWaiting.clear();
-      void stuck.terminate();
-      return;
-    }
-    worker.postMessage({ping: true});
-  }, 250);
-  watchdog.unref();
-}
-
-function authenticate(id, body) {
-  if (!worker) startWorker();
-  authWaiting.set(id, Date.now());
-  worker.postMessage({id, ...JSON.parse(body)});
-}
-
-export const hostPath = fileURLToPath(import.meta.url);
