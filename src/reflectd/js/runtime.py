@@ -30,6 +30,7 @@ from reflectd.engine.handlers import AppCall, CallFailed, CallKind, CallResult
 from reflectd.engine.records import Entry
 from reflectd.errors import JsRuntimeError
 from reflectd.js.channel import Channel
+from reflectd.js.wire import AppShape, AuthAnswer, BatchAnswer, LoadAnswer, Logs, Result
 
 if TYPE_CHECKING:
     from reflectd.engine.room import Room
@@ -53,66 +54,6 @@ class JsLimits:
     cpu_limit_ms: int = 1000
     #: the JS heap's size limit (MiB)
     heap_limit_mb: int = 512
-
-
-class AppShape(msgspec.Struct, frozen=True, rename="camel"):
-    """What the server module's options hold, as the runtime reports after loading it."""
-
-    mutators: list[str]
-    auth_handler: bool
-    room_start_handler: bool
-    on_client_disconnect: bool
-    on_client_delete: bool
-    log_level: str
-    max_mutations_per_turn: int | None
-    allow_unconfirmed_writes: bool
-    inputs: list[str]
-    warnings: list[str]
-
-
-class _LoadFailure(msgspec.Struct, frozen=True):
-    kind: str
-    message: str
-
-
-class _LoadAnswer(msgspec.Struct, frozen=True):
-    error: _LoadFailure
-
-
-_DELETED = msgspec.Raw(b"")
-
-
-class _Write(msgspec.Struct, array_like=True, frozen=True):
-    """``[key, value]`` puts the value (JSON), ``[key]`` deletes the key."""
-
-    key: str
-    value: msgspec.Raw = _DELETED
-
-
-class _Result(msgspec.Struct, frozen=True):
-    writes: list[_Write] | None = None
-    error: str | None = None
-
-
-class _BatchAnswer(msgspec.Struct, frozen=True):
-    results: list[_Result] = []
-    logs: list[tuple[str, str, str, str]] = []
-    resync: bool = False
-    error: _LoadFailure | None = None
-
-
-class _Logs(msgspec.Struct, frozen=True):
-    logs: list[tuple[str, str, str, str]]
-
-
-class _AuthFailure(msgspec.Struct, frozen=True):
-    name: str
-    message: str
-
-
-class _AuthAnswer(msgspec.Struct, frozen=True):
-    result: msgspec.Raw = msgspec.Raw(b"null")
-    error: _AuthFailure | None = None
 
 
 class JsError(Exception):
@@ -140,7 +81,7 @@ class _RoomCopy:
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING}
 _encoder = msgspec.json.Encoder()
-_batch_decoder = msgspec.json.Decoder(_BatchAnswer)
+_batch_decoder = msgspec.json.Decoder(BatchAnswer)
 _room_keys = itertools.count(1)
 
 
@@ -207,7 +148,7 @@ class JsRuntime:
             raise JsLoadError(f"{self.entry}: the JS runtime failed while loading: {e}") from None
         if answer.startswith(b'{"error"'):
             channel.close()
-            failure = msgspec.json.decode(answer, type=_LoadAnswer).error
+            failure = msgspec.json.decode(answer, type=LoadAnswer).error
             raise JsLoadError(failure.message)
         shape = msgspec.json.decode(answer, type=AppShape)
         for warning in shape.warnings:
@@ -290,17 +231,17 @@ class JsRuntime:
         answer.add_done_callback(lambda done: self._settle(queued, self._answers(done)))
 
     @staticmethod
-    def _answers(done: asyncio.Future[bytes]) -> list[_BatchAnswer]:
+    def _answers(done: asyncio.Future[bytes]) -> list[BatchAnswer]:
         error = done.exception() if not done.cancelled() else None
         if done.cancelled() or error is not None:
             logger.error("the JS runtime stopped during a batch (%s)", error)
             return []
-        return msgspec.json.decode(done.result(), type=list[_BatchAnswer])
+        return msgspec.json.decode(done.result(), type=list[BatchAnswer])
 
     def _settle(
         self,
         queued: list[tuple[Room, list[AppCall], asyncio.Future[list[CallResult]]]],
-        answers: list[_BatchAnswer],
+        answers: list[BatchAnswer],
     ) -> None:
         """Hand each room its results; a room without an answer runs its calls again."""
         for i, (room, calls, future) in enumerate(queued):
@@ -324,7 +265,7 @@ class JsRuntime:
             channel.send("forget", _encoder.encode(forgotten))
 
     def _results(
-        self, room: Room, calls: Sequence[AppCall], answer: _BatchAnswer
+        self, room: Room, calls: Sequence[AppCall], answer: BatchAnswer
     ) -> list[CallResult]:
         self._log(answer.logs)
         if len(answer.results) != len(calls):
@@ -399,7 +340,7 @@ class JsRuntime:
         """Run the module's authHandler; raises ``JsError`` with what it threw."""
         channel = self._channel if self._channel is not None else self._restart()
         body = _encoder.encode({"token": token, "roomID": room_id})
-        answer = msgspec.json.decode(await channel.request_async("auth", body), type=_AuthAnswer)
+        answer = msgspec.json.decode(await channel.request_async("auth", body), type=AuthAnswer)
         if answer.error is not None:
             raise JsError(answer.error.name, answer.error.message)
         result = msgspec.json.decode(answer.result)
@@ -408,7 +349,7 @@ class JsRuntime:
     # ------------------------------------------------------------------ logs
 
     def _log_frame(self, payload: bytes) -> None:
-        self._log(msgspec.json.decode(payload, type=_Logs).logs)
+        self._log(msgspec.json.decode(payload, type=Logs).logs)
 
     @staticmethod
     def _log(lines: list[tuple[str, str, str, str]]) -> None:
@@ -431,7 +372,7 @@ def _call_json(call: AppCall) -> dict[str, Any]:
     return json
 
 
-def _result(room: Room, call: AppCall, result: _Result) -> CallResult:
+def _result(room: Room, call: AppCall, result: Result) -> CallResult:
     if result.error is not None or result.writes is None:
         return CallFailed(result.error or "no result")
     written: dict[str, Entry] = {}
