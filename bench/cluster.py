@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from bench.run import REPO_ROOT, Target, free_port
+from bench.servers import REPO_ROOT, Target, free_port
 from bench.stats import median
 
 

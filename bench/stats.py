@@ -1,31 +1,38 @@
-"""Small statistics helpers for the benchmark (no numpy needed)."""
+"""Small statistics helpers for the benchmark, on the standard library's ``statistics``.
+
+Quantiles are ``statistics.quantiles(..., method="inclusive")``: linear interpolation between
+closest ranks, as numpy's default ("linear") computes them.
+"""
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 
 
-def percentile(values: Iterable[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) with linear interpolation between closest ranks
-    (numpy's default, "linear"); NaN for no values."""
-    return _sorted_percentile(sorted(values), q)
+def _cut_points(ordered: Sequence[float], n: int) -> list[float]:
+    """The ``n + 1`` quantiles 0/n, 1/n, ..., n/n of sorted, non-empty ``ordered``."""
+    if len(ordered) == 1:
+        return [ordered[0]] * (n + 1)
+    inner = statistics.quantiles(ordered, n=n, method="inclusive")
+    return [ordered[0], *inner, ordered[-1]]
 
 
-def _sorted_percentile(ordered: Sequence[float], q: float) -> float:
+def percentile(values: Iterable[float], q: int) -> float:
+    """The ``q``-th percentile (a whole number, 0..100); NaN for no values."""
+    if not 0 <= q <= 100 or q != int(q):
+        raise ValueError(f"percentile must be a whole number within 0..100, got {q}")
+    ordered = sorted(values)
     if not ordered:
         return math.nan
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile must be within 0..100, got {q}")
-    pos = (len(ordered) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+    return _cut_points(ordered, 100)[int(q)]
 
 
 def median(values: Iterable[float]) -> float:
     """The median (mean of the two middle values for an even count); NaN for no values."""
-    return percentile(values, 50)
+    data = list(values)
+    return statistics.median(data) if data else math.nan
 
 
 def summarize(values: Sequence[float], *, digits: int = 2) -> dict[str, float | int]:
@@ -33,14 +40,15 @@ def summarize(values: Sequence[float], *, digits: int = 2) -> dict[str, float | 
     if not values:
         return {"count": 0}
     ordered = sorted(values)
+    cuts = _cut_points(ordered, 100)
     return {
         "count": len(ordered),
         "min": round(ordered[0], digits),
-        "p50": round(_sorted_percentile(ordered, 50), digits),
-        "p90": round(_sorted_percentile(ordered, 90), digits),
-        "p99": round(_sorted_percentile(ordered, 99), digits),
+        "p50": round(cuts[50], digits),
+        "p90": round(cuts[90], digits),
+        "p99": round(cuts[99], digits),
         "max": round(ordered[-1], digits),
-        "mean": round(sum(ordered) / len(ordered), digits),
+        "mean": round(statistics.fmean(ordered), digits),
     }
 
 
@@ -52,7 +60,7 @@ def quantile_sketch(values: Sequence[float], points: int = 201) -> list[float]:
     ordered = sorted(values)
     if len(ordered) <= points:
         return [round(v, 3) for v in ordered]
-    return [round(_sorted_percentile(ordered, 100 * i / (points - 1)), 3) for i in range(points)]
+    return [round(v, 3) for v in _cut_points(ordered, points - 1)]
 
 
 def ratio(ours: float | None, theirs: float | None) -> float | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from bench import loadgen
-from bench.run import Target
+from bench.servers import Target
 
 
 def test_rooms_counts_every_confirmation(reflectd: Target) -> None:

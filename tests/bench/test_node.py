@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.run import Sizes, Target, merge_node, node_available, run_node
+from bench.realclient import merge_node, node_available, run_node
+from bench.servers import Target
+from bench.sizes import Sizes
 
 pytestmark = pytest.mark.skipif(
     node_available() is not None,

@@ -1,4 +1,4 @@
-"""bench/run.py: its command line, the JSON document it writes, the summary and the chart."""
+"""bench/run.py: its command line and the JSON document it writes."""
 
 from __future__ import annotations
 
@@ -68,39 +68,3 @@ def test_side_by_side_reflectd_only_writes_the_documented_json(tmp_path: Path) -
     tiny = goals["protocol 100 rooms x 2 clients >= 10,000 confirmed mutations/s"]
     assert tiny["met"] is None  # --quick: not the goal's size, so not judged
     assert "proto_rooms=3" in tiny["note"]
-
-
-def _fake_runs() -> list[dict]:
-    runs = []
-    for rep, (ours, theirs) in enumerate([(20.0, 100.0), (30.0, 140.0), (25.0, 120.0)], 1):
-        for target, p50 in (("reflectd", ours), ("original", theirs)):
-            samples = [p50 - 1, p50, p50 + 1]
-            runs.append({"target": target, "workload": "closed", "rep": rep, "result": {
-                "ok": True, "roundTrip": {"p50": p50, "p99": p50 + 1},
-                "visibility": {"p50": p50, "p99": p50},
-                "samples": {"roundTripMs": samples, "visibilityMs": samples},
-            }})  # fmt: skip
-    runs.append({"target": "original", "workload": "closed", "rep": 4,
-                 "result": {"ok": False, "error": "boom"}})  # fmt: skip
-    return runs
-
-
-def test_summary_takes_medians_and_ratios_and_skips_failed_runs() -> None:
-    rows = run.summarize_runs(_fake_runs(), ["reflectd", "original"])
-    row = next(r for r in rows if r["metric"] == "rtt_p50")
-    assert row["values"] == {"reflectd": [20.0, 30.0, 25.0], "original": [100.0, 140.0, 120.0]}
-    assert row["median"] == {"reflectd": 25.0, "original": 120.0}
-    assert row["ratio"] == pytest.approx(25 / 120, abs=1e-3)
-    goals = run.check_goals(rows, vars(run.Sizes()))
-    assert goals == [
-        {"goal": "closed loop round trip p50 <= 0.3x the original", "value": row["ratio"],
-         "met": True}
-    ]  # fmt: skip
-    table = run.markdown_table(["a", "b"], run.table_rows(rows, ["reflectd", "original"])[:1])
-    assert "25.0 (n=3)" in table and "0.21x" in table
-
-
-def test_chart(tmp_path: Path) -> None:
-    path = tmp_path / "chart.png"
-    assert run.draw_chart(_fake_runs(), ["reflectd", "original"], path, lambda _: None)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,7 @@ def test_median_odd_and_even() -> None:
 @pytest.mark.parametrize(
     ("q", "expected"), [(0, 1), (25, 1.75), (50, 2.5), (90, 3.7), (99, 3.97), (100, 4)]
 )
-def test_percentile_interpolates_like_numpy_linear(q: float, expected: float) -> None:
+def test_percentile_interpolates_like_numpy_linear(q: int, expected: float) -> None:
     assert percentile([4, 2, 3, 1], q) == pytest.approx(expected)
 
 

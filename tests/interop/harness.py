@@ -558,11 +558,3 @@ def server_command(
         "REFLECTD_INTEROP_TARGET=reference and REFLECTD_REFERENCE_DIR."
     )
     return argv, REPO_ROOT, hint
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]

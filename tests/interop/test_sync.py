@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from .harness import NodeClients, ServerProcess, percentile
+from bench.stats import percentile
+
+from .harness import NodeClients, ServerProcess
 
 pytestmark = pytest.mark.interop
 
