@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING
 
 from reflectd.app import App
 from reflectd.engine.handlers import EngineSettings
+from reflectd.errors import AppLoadError as AppLoadError  # in the exception tree
+from reflectd.errors import ServerModuleError
 
 if TYPE_CHECKING:
     from reflectd.js.runtime import JsLimits
-
-
-class AppLoadError(Exception):
-    """The APP argument does not name an ``App``."""
 
 
 def load_app(
@@ -29,7 +27,6 @@ def load_app(
 ) -> App:
     """The app ``spec`` names; ``dev`` bundles a server module for development."""
     from reflectd.js import is_server_module, load_server_module
-    from reflectd.js.loader import ServerModuleError
 
     if is_server_module(spec):
         engine = engine or EngineSettings()

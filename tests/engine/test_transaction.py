@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from reflectd.engine.handlers import EngineSettings
-from reflectd.engine.transaction import ValueTooLarge, WriteTransaction
+from reflectd.engine.transaction import WriteTransaction
+from reflectd.errors import ValueTooLarge
 
 from .harness import MAX_SAFE_INTEGER, RoomDriver, delete, put
 

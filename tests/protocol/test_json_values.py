@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reflectd.protocol.codec import InvalidJSONValue, decode_json_value, encode_json_value
+from reflectd.errors import InvalidJSONValue
+from reflectd.protocol.codec import decode_json_value, encode_json_value
 
 MAX_SAFE_INTEGER = 2**53 - 1
 

@@ -15,14 +15,11 @@ import msgspec
 from sortedcontainers import SortedDict
 
 from reflectd.engine.records import Entry
-from reflectd.protocol.codec import InvalidJSONValue, decode_json_value, encode_json_value
+from reflectd.errors import InvalidJSONValue, ValueTooLarge
+from reflectd.protocol.codec import decode_json_value, encode_json_value
 
 #: the mutation id handlers see (room start, disconnect, delete): the original's NOOP_MUTATION_ID
 NO_MUTATION_ID = -1
-
-
-class ValueTooLarge(ValueError):
-    """A key or value is larger than the configured limit."""
 
 
 class ScanResult:

@@ -6,14 +6,10 @@ import logging
 from pathlib import Path
 
 from reflectd.app import App, env_from_environ
-from reflectd.errors import ReflectdError
-from reflectd.js.runtime import JsLimits, JsLoadError, JsRuntime, Mode
+from reflectd.errors import JsLoadError, ServerModuleError
+from reflectd.js.runtime import JsLimits, JsRuntime, Mode
 
 logger = logging.getLogger(__name__)
-
-
-class ServerModuleError(ReflectdError):
-    """The server module cannot be served (missing, does not bundle, or does not load)."""
 
 
 def load_server_module(

@@ -28,6 +28,7 @@ import msgspec
 
 from reflectd.engine.handlers import AppCall, CallFailed, CallKind, CallResult
 from reflectd.engine.records import Entry
+from reflectd.errors import JsLoadError as JsLoadError  # in the exception tree
 from reflectd.errors import JsRuntimeError
 from reflectd.js.channel import Channel
 from reflectd.js.wire import AppShape, AuthAnswer, BatchAnswer, LoadAnswer, Logs, Result
@@ -62,10 +63,6 @@ class JsError(Exception):
     def __init__(self, js_name: str, message: str) -> None:
         super().__init__(message)
         self.js_name = js_name
-
-
-class JsLoadError(JsRuntimeError):
-    """The server module could not be bundled or evaluated."""
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from reflectd.errors import ErrorKind, InvalidMessage
+from reflectd.errors import ErrorKind, InvalidJSONValue, InvalidMessage
 from reflectd.protocol.messages import (
     ConnectedBody,
     PingBody,
@@ -82,10 +82,6 @@ def encode_error(kind: ErrorKind, message: str) -> bytes:
 
 
 # ----------------------------------------------------------------------------- JSON values
-
-
-class InvalidJSONValue(ValueError):
-    """A value a mutator tried to store cannot be represented in JSON as JavaScript reads it."""
 
 
 def encode_json_value(value: Any) -> bytes:

@@ -37,17 +37,14 @@ from reflectd.engine.handlers import AsyncAppRuntime
 from reflectd.engine.pending import PendingMutation
 from reflectd.engine.room import Close, Effect, Room, Send
 from reflectd.engine.turn import has_work, planned_calls, run_turn
-from reflectd.errors import ProtocolError, ReflectdError
+from reflectd.errors import LeaseLost, ProtocolError
+from reflectd.errors import RoomUnavailable as RoomUnavailable  # for rest.routes; in the tree
 from reflectd.server.checkpoint import Checkpoint
 from reflectd.server.sockets import ClientSocket
 from reflectd.storage.base import Backend
-from reflectd.storage.leases import Lease, LeaseLost, LeaseStore
+from reflectd.storage.leases import Lease, LeaseStore
 
 logger = logging.getLogger(__name__)
-
-
-class RoomUnavailable(ReflectdError):
-    """The room actor stopped (storage failure, shutdown, or the room was deleted)."""
 
 
 @dataclass(slots=True)

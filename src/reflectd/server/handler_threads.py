@@ -21,16 +21,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from reflectd.errors import ReflectdError
+from reflectd.errors import HandlerThreadsFull as HandlerThreadsFull  # in the exception tree
 
 #: a thread with no call for this long ends (s)
 IDLE_S = 60.0
 
 _Call = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
-
-
-class HandlerThreadsFull(ReflectdError):
-    """Every thread is held by a call that already passed its timeout."""
 
 
 class HandlerThreads:

@@ -21,12 +21,12 @@ from typing import cast
 from reflectd.app import App
 from reflectd.engine.records import RoomRecord
 from reflectd.engine.room import Room
-from reflectd.errors import ReflectdError, RoomClosed, RoomNotFound
-from reflectd.server.actor import RoomActor, RoomUnavailable
+from reflectd.errors import LeaseLost, NotOwner, RoomClosed, RoomNotFound, RoomUnavailable
+from reflectd.server.actor import RoomActor
 from reflectd.server.settings import ServerSettings
 from reflectd.server.sockets import ClientSocket
 from reflectd.storage.base import Backend
-from reflectd.storage.leases import Lease, LeaseLost, LeaseStore
+from reflectd.storage.leases import Lease, LeaseStore
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +44,6 @@ def lease_store(store: Backend) -> LeaseStore | None:
     if all(callable(getattr(store, name, None)) for name in _LEASE_METHODS):
         return cast(LeaseStore, store)
     return None
-
-
-class NotOwner(ReflectdError):
-    """Another node holds the room's lease: sockets go to ``owner.address``."""
-
-    def __init__(self, owner: Lease) -> None:
-        super().__init__(f"room {owner.room_id} is owned by node {owner.node_id}")
-        self.owner = owner
 
 
 class RoomRegistry:

@@ -26,8 +26,10 @@ from reflectd.errors import (
     InvalidConnectionRequest,
     InvalidMessage,
     LimitExceeded,
+    NotOwner,
     ProtocolError,
     ReflectdError,
+    RoomUnavailable,
     Unauthorized,
     VersionNotSupported,
 )
@@ -35,13 +37,13 @@ from reflectd.protocol.codec import PONG_FRAME, parse_upstream
 from reflectd.protocol.connect import parse_connect_query, parse_gate_params, single_valued
 from reflectd.protocol.jsparse import decode_uri_component
 from reflectd.protocol.messages import Count, PingBody, PullBody, PushBody
-from reflectd.server.actor import RoomActor, RoomUnavailable, now_ms
+from reflectd.server.actor import RoomActor, now_ms
 from reflectd.server.auth import Authenticator
 from reflectd.server.errors import RETRY_AFTER_S, api_error, internal_error, unavailable
 from reflectd.server.http import client_address
 from reflectd.server.peers import PeerAuth
 from reflectd.server.proxy import forward_request, proxy_socket
-from reflectd.server.rooms import NotOwner, RoomRegistry
+from reflectd.server.rooms import RoomRegistry
 from reflectd.server.settings import ServerSettings
 from reflectd.server.sockets import ClientSocket
 

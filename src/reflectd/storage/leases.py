@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from reflectd.engine.records import RoomWrites
-from reflectd.errors import StorageError
+from reflectd.errors import LeaseLost as LeaseLost  # defined in the one exception tree
 from reflectd.storage.base import Backend
 from reflectd.storage.memory import MemoryStore
 
@@ -53,11 +53,6 @@ class Lease:
     epoch: int
     #: when the lease ends unless renewed (ms since the Unix epoch, the store's clock)
     expires_at_ms: int
-
-
-class LeaseLost(StorageError):
-    """The room's lease is no longer the caller's: it changed hands or was released. The node
-    must drop the room (close its sockets so that its clients reconnect to the new owner)."""
 
 
 class LeaseStore(Protocol):
