@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 
 from reflectd import App, __version__
 from reflectd.cli_admin import connections, keys, rooms
+from reflectd.cli_settings import (
+    Settings,
+    command_parameters,
+    environment_of,
+    settings_from_environment,
+    settings_from_options,
+)
 from reflectd.engine.handlers import EngineSettings
 from reflectd.js import JsLimits, JsRuntime
 from reflectd.loader import AppLoadError, load_app
 from reflectd.logs import LOG_LEVELS, LogFormat, configure_logging
 from reflectd.server.asgi import ReflectServer
-from reflectd.server.rest.keys import ENV_KEY_NAME
-from reflectd.server.settings import Limits, ServerSettings
 from reflectd.server.uvicorn_ws import WebSocketProtocol
 
 cli = typer.Typer(
@@ -32,7 +39,8 @@ cli = typer.Typer(
     add_completion=False,
 )
 
-DEV_DB = ".reflectd/reflectd.sqlite3"
+#: the variable that names APP to ``reflectd dev``'s child process
+DEV_APP_ENV = "REFLECTD_DEV_APP"
 
 AppArg = Annotated[
     str,
@@ -43,166 +51,24 @@ AppArg = Annotated[
         show_default=False,
     ),
 ]
-HostOpt = Annotated[str, typer.Option(envvar="REFLECTD_HOST", help="Interface to listen on.")]
-PortOpt = Annotated[int, typer.Option(envvar="REFLECTD_PORT", help="Port to listen on.")]
-DbOpt = Annotated[
-    str,
-    typer.Option(
-        envvar="REFLECTD_DB",
-        help="Storage: a SQLite file path, sqlite:///path, memory:// (nothing kept), or "
-        "postgresql://user@host/db (several nodes may share it).",
-    ),
-]
-LogLevelOpt = Annotated[
-    str,
-    typer.Option(envvar="REFLECTD_LOG_LEVEL", help=f"One of: {', '.join(LOG_LEVELS)}."),
-]
-LogFormatOpt = Annotated[
-    str, typer.Option(envvar="REFLECTD_LOG_FORMAT", help="text, or json (one object a line).")
-]
-MaxMessageOpt = Annotated[
-    int,
-    typer.Option(
-        envvar="REFLECTD_MAX_MESSAGE_BYTES",
-        help="Largest WebSocket message a client may send, in bytes.",
-    ),
-]
-MaxMutationsOpt = Annotated[
-    int,
-    typer.Option(
-        envvar="REFLECTD_MAX_MUTATIONS_PER_PUSH", help="Most mutations in one push message."
-    ),
-]
-MaxConnectionsOpt = Annotated[
-    int,
-    typer.Option(envvar="REFLECTD_MAX_CONNECTIONS", help="Most sync connections of the process."),
-]
-MaxRoomConnectionsOpt = Annotated[
-    int,
-    typer.Option(
-        envvar="REFLECTD_MAX_CONNECTIONS_PER_ROOM", help="Most clients connected to one room."
-    ),
-]
-MaxAddressConnectionsOpt = Annotated[
-    int,
-    typer.Option(
-        envvar="REFLECTD_MAX_CONNECTIONS_PER_ADDRESS",
-        help="Most sync connections from one client address (0: no limit).",
-        min=0,
-    ),
-]
-MaxFailedAuthOpt = Annotated[
-    int,
-    typer.Option(
-        envvar="REFLECTD_MAX_FAILED_AUTH_PER_MINUTE",
-        help="Failed REST authentications allowed per client address and minute; then 429 "
-        "until the minute ends (0: no limit).",
-        min=0,
-    ),
-]
-ForwardedAllowOpt = Annotated[
-    str,
-    typer.Option(
-        envvar="REFLECTD_FORWARDED_ALLOW_IPS",
-        help="Proxies trusted to report the client's address in X-Forwarded-For "
-        "(comma-separated IPs or networks, or *); the address is what limits count.",
-    ),
-]
-MaxKeyOpt = Annotated[
-    int, typer.Option(envvar="REFLECTD_MAX_KEY_BYTES", help="Largest user key, in UTF-8 bytes.")
-]
-MaxValueOpt = Annotated[
-    int,
-    typer.Option(envvar="REFLECTD_MAX_VALUE_BYTES", help="Largest user value, in bytes of JSON."),
-]
-AppIdOpt = Annotated[
-    str,
-    typer.Option(
-        envvar="REFLECTD_APP_ID",
-        help="The app-id of the REST routes /v1/apps/{app-id}/... "
-        "(REFLECTD_API_KEY in the environment is a key with every permission).",
-    ),
-]
-StaticOpt = Annotated[
-    Path | None,
-    typer.Option(
-        envvar="REFLECTD_STATIC_DIR",
-        help="A folder of static files (e.g. the app's web page) to serve under /app/.",
-        exists=True,
-        file_okay=False,
-    ),
-]
-AdvertiseOpt = Annotated[
-    str | None,
-    typer.Option(
-        envvar="REFLECTD_ADVERTISE_URL",
-        help="With PostgreSQL: where the other nodes reach this one, to proxy a room's "
-        "sockets to its owner (default: http://HOST:PORT).",
-        show_default=False,
-    ),
-]
-NodeIdOpt = Annotated[
-    str | None,
-    typer.Option(
-        envvar="REFLECTD_NODE_ID",
-        help="With PostgreSQL: this node's name in room leases, unique among the live nodes "
-        "(default: random).",
-        show_default=False,
-    ),
-]
-LeaseOpt = Annotated[
-    int,
-    typer.Option(
-        envvar="REFLECTD_LEASE_MS",
-        help="With PostgreSQL: how long a node's lease on a room lasts unless renewed (ms); "
-        "another node takes a dead node's rooms after it.",
-        min=100,
-    ),
-]
-JsCpuLimitOpt = Annotated[
-    int,
-    typer.Option(
-        envvar="REFLECTD_JS_CPU_LIMIT_MS",
-        help="Server modules: how long one mutator or handler may run before it is stopped (ms).",
-        min=1,
-    ),
-]
-JsHeapLimitOpt = Annotated[
-    int,
-    typer.Option(
-        envvar="REFLECTD_JS_HEAP_LIMIT_MB",
-        help="Server modules: the JS runtime's heap limit (MiB).",
-        min=16,
-    ),
-]
-_limits, _engine, _server, _js = Limits(), EngineSettings(), ServerSettings(), JsLimits()
 
 
-@cli.command()
-def serve(
-    app: AppArg,
-    host: HostOpt = "127.0.0.1",
-    port: PortOpt = 8080,
-    db: DbOpt = DEV_DB,
-    log_level: LogLevelOpt = "info",
-    log_format: LogFormatOpt = "text",
-    max_message_bytes: MaxMessageOpt = _limits.max_message_bytes,
-    max_mutations_per_push: MaxMutationsOpt = _limits.max_mutations_per_push,
-    max_connections: MaxConnectionsOpt = _limits.max_connections,
-    max_connections_per_room: MaxRoomConnectionsOpt = _limits.max_connections_per_room,
-    max_connections_per_address: MaxAddressConnectionsOpt = _limits.max_connections_per_address,
-    max_failed_auth_per_minute: MaxFailedAuthOpt = _limits.max_failed_auth_per_minute,
-    forwarded_allow_ips: ForwardedAllowOpt = "127.0.0.1",
-    max_key_bytes: MaxKeyOpt = _engine.max_key_bytes,
-    max_value_bytes: MaxValueOpt = _engine.max_value_bytes,
-    static_dir: StaticOpt = None,
-    app_id: AppIdOpt = "default",
-    advertise_url: AdvertiseOpt = None,
-    node_id: NodeIdOpt = None,
-    lease_ms: LeaseOpt = _server.lease_ms,
-    js_cpu_limit_ms: JsCpuLimitOpt = _js.cpu_limit_ms,
-    js_heap_limit_mb: JsHeapLimitOpt = _js.heap_limit_mb,
-) -> None:
+def _settings_command(name: str, run: Callable[[str, Settings], None]) -> Callable[..., None]:
+    """The command ``name`` (documented by ``run``'s docstring): APP, then an option for each
+    setting it takes (``reflectd.cli_settings``); ``run`` gets APP and the settings."""
+
+    def command(app: str, **values: Any) -> None:
+        run(app, settings_from_options(values))
+
+    app = inspect.Parameter("app", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=AppArg)
+    command.__signature__ = inspect.Signature([app, *command_parameters(name)])  # type: ignore[attr-defined]
+    command.__name__ = command.__qualname__ = name
+    command.__doc__ = run.__doc__
+    cli.command(name)(command)
+    return command
+
+
+def _serve(app: str, settings: Settings) -> None:
     """Serve APP: the sync endpoint for @rocicorp/reflect clients, with durable storage.
 
     With --db postgresql://..., several nodes may serve the same app: each room is owned by
@@ -211,81 +77,66 @@ def serve(
     SIGTERM (or Ctrl-C) drains: running turns finish, leases are released, sockets close in
     batches, then exit.
     """
-    settings = ServerSettings(
-        db=db,
-        node_id=node_id or "",
-        advertise_url=advertise_url or default_advertise_url(host, port),
-        lease_ms=lease_ms,
-        app_id=app_id,
-        api_key=os.environ.get(ENV_KEY_NAME) or None,
-        static_dir=str(static_dir) if static_dir is not None else None,
-        limits=replace(
-            _limits,
-            max_message_bytes=max_message_bytes,
-            max_mutations_per_push=max_mutations_per_push,
-            max_connections=max_connections,
-            max_connections_per_room=max_connections_per_room,
-            max_connections_per_address=max_connections_per_address,
-            max_failed_auth_per_minute=max_failed_auth_per_minute,
-        ),
-        engine=replace(_engine, max_key_bytes=max_key_bytes, max_value_bytes=max_value_bytes),
-    )
-    _configure(log_level, log_format)
-    js_limits = JsLimits(cpu_limit_ms=js_cpu_limit_ms, heap_limit_mb=js_heap_limit_mb)
-    server = ReflectServer(_load(app, engine=settings.engine, js_limits=js_limits), settings)
-    config = uvicorn.Config(
-        server.asgi,
-        host=host,
-        port=port,
-        log_config=None,
-        lifespan="on",
-        ws_max_size=4 * max_message_bytes,
-        ws_per_message_deflate=False,
-        ws=WebSocketProtocol,
-        server_header=False,
-        forwarded_allow_ips=forwarded_allow_ips,
-    )
+    process, server_settings = settings.process, settings.server
+    if not server_settings.advertise_url:
+        advertise_url = default_advertise_url(process.host, process.port)
+        server_settings = replace(server_settings, advertise_url=advertise_url)
+    _configure(process.log_level, process.log_format)
+    app_ = _load(app, engine=server_settings.engine, js_limits=settings.js)
+    server = ReflectServer(app_, server_settings)
+    config = uvicorn.Config(server.asgi, lifespan="on", **_uvicorn_options(settings))
     _DrainingServer(config, server).run()
 
 
-@cli.command()
-def dev(
-    app: AppArg,
-    host: HostOpt = "127.0.0.1",
-    port: PortOpt = 8080,
-    db: DbOpt = DEV_DB,
-    log_level: LogLevelOpt = "info",
-    static_dir: StaticOpt = None,
-) -> None:
+def _dev(app: str, settings: Settings) -> None:
     """Serve APP for local work: SQLite under ./.reflectd/, restart on code change (for a
     server module: on a change to any file of its bundle)."""
-    _configure(log_level, "text")
+    process = settings.process
+    _configure(process.log_level, process.log_format)
     # fail here, with a clear message, rather than in the reloader's child
-    checked = _load(app, dev=True)
+    checked = _load(app, dev=True, engine=settings.server.engine, js_limits=settings.js)
     if isinstance(checked.runtime, JsRuntime):
         watched = _bundle_dirs(checked)
         checked.runtime.close()
     else:
         watched = [Path(app.rpartition(":")[0]).resolve().parent if ".py" in app else Path.cwd()]
     # the reloader's child process reads its settings from the environment
-    os.environ.update(REFLECTD_DEV_APP=app, REFLECTD_DB=db, REFLECTD_LOG_LEVEL=log_level)
-    if static_dir is not None:
-        os.environ["REFLECTD_STATIC_DIR"] = str(static_dir.resolve())
-    typer.echo(f"reflectd dev: serving {app} on http://{host}:{port} (storage: {db})", err=True)
-    if static_dir is not None:
-        typer.echo(f"reflectd dev: web page at http://{host}:{port}/app/", err=True)
+    os.environ[DEV_APP_ENV] = app
+    for name, value in environment_of(settings, "dev").items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    url = f"http://{process.host}:{process.port}"
+    typer.echo(f"reflectd dev: serving {app} on {url} (storage: {settings.server.db})", err=True)
+    if settings.server.static_dir is not None:
+        typer.echo(f"reflectd dev: web page at {url}/app/", err=True)
     uvicorn.run(
         "reflectd.cli:dev_asgi_factory",
         factory=True,
-        host=host,
-        port=port,
         reload=True,
         reload_dirs=[str(d) for d in watched],
         reload_includes=["*.py"] if checked.runtime is None else list(_MODULE_FILES),
-        log_config=None,
-        ws_per_message_deflate=False,
-        ws=WebSocketProtocol,
+        **_uvicorn_options(settings),
     )
+
+
+serve = _settings_command("serve", _serve)
+dev = _settings_command("dev", _dev)
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What ``serve`` and ``dev`` tell uvicorn."""
+    return {
+        "host": settings.process.host,
+        "port": settings.process.port,
+        "log_config": None,
+        "ws_max_size": 4 * settings.server.limits.max_message_bytes,
+        "ws_per_message_deflate": False,
+        "ws": WebSocketProtocol,
+        "server_header": False,
+        "forwarded_allow_ips": settings.process.forwarded_allow_ips,
+    }
 
 
 #: the files of a server module's bundle that `reflectd dev` watches
@@ -310,15 +161,14 @@ def default_advertise_url(host: str, port: int) -> str:
 
 
 def dev_asgi_factory() -> object:
-    """The ASGI app ``reflectd dev`` serves (rebuilt by the reloader after a change)."""
-    _configure(os.environ.get("REFLECTD_LOG_LEVEL", "info"), "text")
-    settings = ServerSettings(
-        db=os.environ.get("REFLECTD_DB", DEV_DB),
-        app_id=os.environ.get("REFLECTD_APP_ID", "default"),
-        api_key=os.environ.get(ENV_KEY_NAME) or None,
-        static_dir=os.environ.get("REFLECTD_STATIC_DIR"),
+    """The ASGI app ``reflectd dev`` serves (rebuilt by the reloader after a change), with the
+    settings ``dev`` put in the environment."""
+    settings = settings_from_environment("dev")
+    _configure(settings.process.log_level, settings.process.log_format)
+    app = _load(
+        os.environ[DEV_APP_ENV], dev=True, engine=settings.server.engine, js_limits=settings.js
     )
-    return ReflectServer(_load(os.environ["REFLECTD_DEV_APP"], dev=True), settings).asgi
+    return ReflectServer(app, settings.server).asgi
 
 
 cli.add_typer(keys, name="keys")

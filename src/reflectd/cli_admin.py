@@ -4,12 +4,15 @@ API of a running server)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import sys
 import time
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
@@ -17,23 +20,20 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from reflectd.cli_settings import BY_NAME
 from reflectd.errors import DatabaseNotFound, StorageError
-from reflectd.server.rest.keys import ENV_KEY_NAME, new_key_record, parse_permissions
+from reflectd.server.rest.keys import new_key_record, parse_permissions
 from reflectd.storage import Backend, open_store
 from reflectd.storage.base import PERMISSIONS
 
 stderr = Console(stderr=True)
 
-DbOpt = Annotated[
-    str, typer.Option(envvar="REFLECTD_DB", help="The server's storage (as for `serve --db`).")
-]
 PermissionOpt = Annotated[
     list[str],
     typer.Option(
         "--permission", "-p", help=f"A permission (repeat for several): {', '.join(PERMISSIONS)}."
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 CreateOpt = Annotated[
     bool,
     typer.Option(
@@ -41,7 +41,81 @@ CreateOpt = Annotated[
         help="Make the database if there is none at --db (else it must exist: the server's).",
     ),
 ]
-DEFAULT_DB = ".reflectd/reflectd.sqlite3"
+
+# ---------------------------------------------------------------------- the shared options
+
+_DB, _APP_ID, _API_KEY = BY_NAME["db"], BY_NAME["app_id"], BY_NAME["api_key"]
+ENV_KEY_NAME = _API_KEY.env
+DEFAULT_URL = f"http://{BY_NAME['host'].default}:{BY_NAME['port'].default}"
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """The options the admin commands share, as one command was given them."""
+
+    #: the server's database (``keys``)
+    db: str = _DB.default
+    #: the running server's URL, API key and app-id (``rooms``, ``connections``)
+    url: str = DEFAULT_URL
+    api_key: str | None = None
+    app_id: str = _APP_ID.default
+    #: print JSON rather than a table or a message
+    as_json: bool = False
+
+
+#: each shared option's type and flag; its default is ``Shared``'s, and ``db``, ``app_id`` and
+#: the key are the server's settings (``reflectd.cli_settings``)
+_SHARED_OPTIONS: dict[str, Any] = {
+    "db": Annotated[
+        str, typer.Option(envvar=_DB.env, help="The server's storage (as for `serve --db`).")
+    ],
+    "url": Annotated[str, typer.Option(envvar="REFLECTD_URL", help="The server's URL.")],
+    "api_key": Annotated[
+        str | None,
+        typer.Option(envvar=ENV_KEY_NAME, help=f"An API key (better: set {ENV_KEY_NAME})."),
+    ],
+    "app_id": Annotated[str, typer.Option(envvar=_APP_ID.env, help="The server's app-id.")],
+    "as_json": Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")],
+}
+#: the options of the commands that call a running server's REST API
+REST = ("url", "api_key", "app_id")
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def admin_command(group: typer.Typer, name: str, *shared: str) -> Callable[[F], F]:
+    """Register ``function(options: Shared, ...)`` as the command ``name`` of ``group``: its
+    own parameters, then the ``shared`` options (names of ``Shared``'s fields), whose values
+    it gets in ``options``."""
+
+    def register(function: F) -> F:
+        own = list(inspect.signature(function, eval_str=True).parameters.values())[1:]
+
+        def run(**values: Any) -> None:
+            options = Shared(**{option: values.pop(option) for option in shared})
+            function(options, **values)
+
+        defaults = {f.name: f.default for f in fields(Shared)}
+        parameters = [
+            *own,
+            *(
+                inspect.Parameter(
+                    option,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=defaults[option],
+                    annotation=_SHARED_OPTIONS[option],
+                )
+                for option in shared
+            ),
+        ]
+        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        run.__name__ = run.__qualname__ = function.__name__
+        run.__doc__ = function.__doc__
+        group.command(name)(run)
+        return function
+
+    return register
+
 
 keys = typer.Typer(help="Manage REST API keys (stored as hashes in the server's database).")
 
@@ -96,9 +170,9 @@ def _permissions(names: list[str]) -> Any:
         raise typer.BadParameter(str(e), param_hint="--permission") from None
 
 
-@keys.command("create")
+@admin_command(keys, "create", "db")
 def keys_create(
-    name: str, permission: PermissionOpt, db: DbOpt = DEFAULT_DB, create: CreateOpt = False
+    options: Shared, name: str, permission: PermissionOpt, create: CreateOpt = False
 ) -> None:
     """Create a key; its value is printed once, alone on the last line of standard output."""
     permissions = _permissions(permission)
@@ -110,7 +184,7 @@ def keys_create(
     async def work(store: Backend) -> bool:
         return await store.create_api_key(record)
 
-    if not _run_on_store(db, work, create=create):
+    if not _run_on_store(options.db, work, create=create):
         _fail(f"a key named {name!r} exists already")
     _tell(
         f"Created API key {name!r} with {', '.join(record.permissions)}. "
@@ -119,14 +193,14 @@ def keys_create(
     print(value)
 
 
-@keys.command("list")
-def keys_list(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
+@admin_command(keys, "list", "db", "as_json")
+def keys_list(options: Shared) -> None:
     """List keys: names, permissions, when created and last used (never their values)."""
 
     async def work(store: Backend) -> Any:
         return await store.list_api_keys()
 
-    records = _run_on_store(db, work)
+    records = _run_on_store(options.db, work)
     rows = [
         {
             "name": r.name,
@@ -136,7 +210,7 @@ def keys_list(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
         }
         for r in records
     ]
-    if as_json:
+    if options.as_json:
         print(json.dumps(rows, indent=2))
         return
     table = Table("name", "permissions", "created", "last used")
@@ -150,27 +224,27 @@ def keys_list(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False) -> None:
     Console().print(table)
 
 
-@keys.command("edit")
-def keys_edit(name: str, permission: PermissionOpt, db: DbOpt = DEFAULT_DB) -> None:
+@admin_command(keys, "edit", "db")
+def keys_edit(options: Shared, name: str, permission: PermissionOpt) -> None:
     """Replace a key's permissions."""
     permissions = _permissions(permission)
 
     async def work(store: Backend) -> bool:
         return await store.set_api_key_permissions(name, permissions)
 
-    if not _run_on_store(db, work):
+    if not _run_on_store(options.db, work):
         _fail(f"no key named {_shown(name)!r}")
     _tell(f"API key {_shown(name)!r} now has {', '.join(permissions)}.")
 
 
-@keys.command("delete")
-def keys_delete(name: str, db: DbOpt = DEFAULT_DB) -> None:
+@admin_command(keys, "delete", "db")
+def keys_delete(options: Shared, name: str) -> None:
     """Delete a key; requests with it are refused from now on."""
 
     async def work(store: Backend) -> bool:
         return await store.delete_api_key(name)
 
-    if not _run_on_store(db, work):
+    if not _run_on_store(options.db, work):
         _fail(f"no key named {_shown(name)!r}")
     _tell(f"API key {_shown(name)!r} deleted.")
 
@@ -183,26 +257,18 @@ def _time(ms: int | None) -> str:
 
 # ---------------------------------------------------------------------- REST client commands
 
-UrlOpt = Annotated[str, typer.Option(envvar="REFLECTD_URL", help="The server's URL.")]
-ApiKeyOpt = Annotated[
-    str | None, typer.Option(envvar=ENV_KEY_NAME, help="An API key (better: set REFLECTD_API_KEY).")
-]
-AppIdOpt = Annotated[str, typer.Option(envvar="REFLECTD_APP_ID", help="The server's app-id.")]
-DEFAULT_URL = "http://127.0.0.1:8080"
-
 rooms = typer.Typer(help="List, inspect, create, close and delete rooms of a running server.")
 connections = typer.Typer(help="Close connections of a running server (clients reconnect).")
 
 
 def _call(
-    url: str,
-    api_key: str | None,
-    app_id: str,
+    options: Shared,
     method: str,
     command: str,
     params: list[tuple[str, str]] | None = None,
     body: Any = None,
 ) -> Any:
+    url, api_key = options.url, options.api_key
     if not api_key:
         _fail(f"give an API key with --api-key or {ENV_KEY_NAME}", 2)
     if not (api_key.isascii() and api_key.isprintable()):
@@ -210,7 +276,7 @@ def _call(
     try:
         response = httpx.request(
             method,
-            f"{url.rstrip('/')}/v1/apps/{app_id}/{command}",
+            f"{url.rstrip('/')}/v1/apps/{options.app_id}/{command}",
             params=tuple(params or ()),
             headers={"Authorization": f"Basic {api_key}"},
             content=None if body is None else json.dumps(body),
@@ -228,25 +294,22 @@ def _call(
     return payload["result"]
 
 
-def _done(result: Any, as_json: bool, message: str) -> None:
-    if as_json:
+def _done(options: Shared, result: Any, message: str) -> None:
+    if options.as_json:
         print(json.dumps(result))
     else:
         stderr.print(message)
 
 
-@rooms.command("list")
+@admin_command(rooms, "list", *REST, "as_json")
 def rooms_list(
+    options: Shared,
     start_key: Annotated[
         str | None, typer.Option(help="List from this roomID (inclusive).")
     ] = None,
     start_after_key: Annotated[str | None, typer.Option(help="List after this roomID.")] = None,
     room_id: Annotated[list[str] | None, typer.Option(help="Only these rooms (repeat).")] = None,
     max_results: Annotated[int | None, typer.Option(help="At most this many rooms.")] = None,
-    url: UrlOpt = DEFAULT_URL,
-    api_key: ApiKeyOpt = None,
-    app_id: AppIdOpt = "default",
-    as_json: JsonOpt = False,
 ) -> None:
     """List rooms in roomID order."""
     params: list[tuple[str, str]] = []
@@ -257,8 +320,8 @@ def rooms_list(
     params += [("roomID", r) for r in room_id or []]
     if max_results is not None:
         params.append(("maxResults", str(max_results)))
-    result = _call(url, api_key, app_id, "GET", "rooms", params)
-    if as_json:
+    result = _call(options, "GET", "rooms", params)
+    if options.as_json:
         print(json.dumps(result))
         return
     table = Table("roomID", "jurisdiction", "status")
@@ -270,66 +333,46 @@ def rooms_list(
         stderr.print(f"more rooms follow: --start-after-key {last}")
 
 
-@rooms.command("contents")
-def rooms_contents(
-    room: str, url: UrlOpt = DEFAULT_URL, api_key: ApiKeyOpt = None, app_id: AppIdOpt = "default"
-) -> None:
+@admin_command(rooms, "contents", *REST)
+def rooms_contents(options: Shared, room: str) -> None:
     """Print a room's contents as one JSON object."""
-    result = _call(url, api_key, app_id, "GET", "rooms/contents", [("roomID", room)])
+    result = _call(options, "GET", "rooms/contents", [("roomID", room)])
     json.dump(result["contents"], sys.stdout, indent=2, ensure_ascii=False)
     print()
 
 
-@rooms.command("create")
+@admin_command(rooms, "create", *REST, "as_json")
 def rooms_create(
+    options: Shared,
     room: str,
     jurisdiction: Annotated[str | None, typer.Option(help="Only 'eu' is defined.")] = None,
-    url: UrlOpt = DEFAULT_URL,
-    api_key: ApiKeyOpt = None,
-    app_id: AppIdOpt = "default",
-    as_json: JsonOpt = False,
 ) -> None:
     """Create a room (rooms are also created when a client first connects)."""
     body = {} if jurisdiction is None else {"jurisdiction": jurisdiction}
-    result = _call(url, api_key, app_id, "POST", "rooms:create", [("roomID", room)], body)
-    _done(result, as_json, f"room {room} created")
+    result = _call(options, "POST", "rooms:create", [("roomID", room)], body)
+    _done(options, result, f"room {room} created")
 
 
-@rooms.command("close")
-def rooms_close(
-    room: str,
-    url: UrlOpt = DEFAULT_URL,
-    api_key: ApiKeyOpt = None,
-    app_id: AppIdOpt = "default",
-    as_json: JsonOpt = False,
-) -> None:
+@admin_command(rooms, "close", *REST, "as_json")
+def rooms_close(options: Shared, room: str) -> None:
     """Close a room: no new connections; connected clients stay until invalidated."""
-    result = _call(url, api_key, app_id, "POST", "rooms:close", [("roomID", room)])
-    _done(result, as_json, f"room {room} closed")
+    result = _call(options, "POST", "rooms:close", [("roomID", room)])
+    _done(options, result, f"room {room} closed")
 
 
-@rooms.command("delete")
-def rooms_delete(
-    room: str,
-    url: UrlOpt = DEFAULT_URL,
-    api_key: ApiKeyOpt = None,
-    app_id: AppIdOpt = "default",
-    as_json: JsonOpt = False,
-) -> None:
+@admin_command(rooms, "delete", *REST, "as_json")
+def rooms_delete(options: Shared, room: str) -> None:
     """Delete a closed room: disconnects its clients and deletes its data, for good."""
-    result = _call(url, api_key, app_id, "POST", "rooms:delete", [("roomID", room)])
-    _done(result, as_json, f"room {room} deleted")
+    result = _call(options, "POST", "rooms:delete", [("roomID", room)])
+    _done(options, result, f"room {room} deleted")
 
 
-@connections.command("invalidate")
+@admin_command(connections, "invalidate", *REST, "as_json")
 def connections_invalidate(
+    options: Shared,
     all_: Annotated[bool, typer.Option("--all", help="Every connection.")] = False,
     room: Annotated[str | None, typer.Option(help="The connections of this room.")] = None,
     user: Annotated[str | None, typer.Option(help="The connections of this userID.")] = None,
-    url: UrlOpt = DEFAULT_URL,
-    api_key: ApiKeyOpt = None,
-    app_id: AppIdOpt = "default",
-    as_json: JsonOpt = False,
 ) -> None:
     """Close connections; the clients reconnect at once and are authenticated again."""
     if sum((all_, room is not None, user is not None)) != 1:
@@ -340,5 +383,5 @@ def connections_invalidate(
         command, params = "connections/rooms:invalidate", [("roomID", room)]
     else:
         command, params = "connections/users:invalidate", [("userID", user or "")]
-    result = _call(url, api_key, app_id, "POST", command, params)
-    _done(result, as_json, "connections invalidated")
+    result = _call(options, "POST", command, params)
+    _done(options, result, "connections invalidated")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from reflectd.engine.records import Entry
 from reflectd.engine.transaction import NO_MUTATION_ID, WriteTransaction
+from reflectd.setting import Panel, setting
 
 if TYPE_CHECKING:
     from reflectd.engine.room import Room
@@ -112,12 +113,26 @@ class RoomHandlers:
 class EngineSettings:
     """Limits and timings of the room engine; every value has a default."""
 
-    #: mutations applied per turn at most (the rest wait for the next turn)
-    max_mutations_per_turn: int = 1000
-    #: size limit of a user key, in UTF-8 bytes
-    max_key_bytes: int = 2048
-    #: size limit of a user value, in bytes of JSON
-    max_value_bytes: int = 128 * 1024
-    #: how often client GC may run, and how long an absent client is kept
-    client_gc_interval_ms: int = 10_000
-    client_gc_max_age_ms: int = 14 * 24 * 3600 * 1000
+    max_mutations_per_turn: int = setting(
+        1000,
+        "Most mutations applied in one turn (the rest wait for the next turn); a server "
+        "module's option of that name overrides it.",
+        panel=Panel.LIMITS,
+        minimum=1,
+    )
+    max_key_bytes: int = setting(2048, "Largest user key, in UTF-8 bytes.", panel=Panel.LIMITS)
+    max_value_bytes: int = setting(
+        128 * 1024, "Largest user value, in bytes of JSON.", panel=Panel.LIMITS
+    )
+    client_gc_interval_ms: int = setting(
+        10_000,
+        "How often a room may look for absent clients to delete (ms).",
+        panel=Panel.TIMINGS,
+        minimum=0,
+    )
+    client_gc_max_age_ms: int = setting(
+        14 * 24 * 3600 * 1000,
+        "How long a client that stopped connecting is kept before it is deleted (ms).",
+        panel=Panel.TIMINGS,
+        minimum=0,
+    )

@@ -32,6 +32,7 @@ from reflectd.errors import JsLoadError as JsLoadError  # in the exception tree
 from reflectd.errors import JsRuntimeError
 from reflectd.js.channel import Channel
 from reflectd.js.wire import AppShape, AuthAnswer, BatchAnswer, LoadAnswer, Logs, Result
+from reflectd.setting import Panel, setting
 
 if TYPE_CHECKING:
     from reflectd.engine.room import Room
@@ -51,10 +52,21 @@ Mode = Literal["production", "development"]
 class JsLimits:
     """Limits of the JS runtime."""
 
-    #: how long one mutator or handler may run before it is stopped (ms)
-    cpu_limit_ms: int = 1000
-    #: the JS heap's size limit (MiB)
-    heap_limit_mb: int = 512
+    cpu_limit_ms: int = setting(
+        1000,
+        "How long one mutator or handler may run before it is stopped (ms).",
+        panel=Panel.JS,
+        name="js_cpu_limit_ms",
+        minimum=1,
+        doc="See [reflect-apps.md](reflect-apps.md).",
+    )
+    heap_limit_mb: int = setting(
+        512,
+        "The JS runtime's heap limit (MiB).",
+        panel=Panel.JS,
+        name="js_heap_limit_mb",
+        minimum=16,
+    )
 
 
 class JsError(Exception):

@@ -1,7 +1,8 @@
-"""The server's settings: one typed object, every setting with a default and help text.
+"""The server's settings: one typed object, every setting declared once with its default and help
+text (``reflectd.setting``).
 
 Precedence: CLI flag > environment variable (``REFLECTD_<NAME>``) > default. The CLI builds
-this object; tests build it directly.
+this object from the declarations (``reflectd.cli_settings``); tests build it directly.
 """
 
 from __future__ import annotations
@@ -9,54 +10,141 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reflectd.engine.handlers import EngineSettings
+from reflectd.setting import Panel, setting
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Limits on what clients may send; passing one gives a documented error."""
 
-    #: largest WebSocket message a client may send (bytes)
-    max_message_bytes: int = 1024 * 1024
-    #: most mutations in one push message
-    max_mutations_per_push: int = 1000
-    #: most bytes queued for one slow socket before it is dropped
-    max_send_buffer_bytes: int = 16 * 1024 * 1024
-    #: most sync connections one process holds (proxied ones included)
-    max_connections: int = 50_000
-    #: most clients connected to one room (counted on the room's owner)
-    max_connections_per_room: int = 5_000
-    #: most sync connections from one client address (0: no limit)
-    max_connections_per_address: int = 0
-    #: failed REST authentications allowed per address and minute, then 429 (0: no limit)
-    max_failed_auth_per_minute: int = 20
+    max_message_bytes: int = setting(
+        1024 * 1024,
+        "Largest WebSocket message a client may send, in bytes.",
+        panel=Panel.LIMITS,
+        doc="Messages over 4 times this are refused by the WebSocket layer itself.",
+    )
+    max_mutations_per_push: int = setting(
+        1000, "Most mutations in one push message.", panel=Panel.LIMITS
+    )
+    max_send_buffer_bytes: int = setting(
+        16 * 1024 * 1024,
+        "Most bytes queued for one slow socket before it is closed.",
+        panel=Panel.LIMITS,
+        minimum=1,
+    )
+    max_connections: int = setting(
+        50_000,
+        "Most sync connections of the process (proxied ones included).",
+        panel=Panel.LIMITS,
+    )
+    max_connections_per_room: int = setting(
+        5_000,
+        "Most clients connected to one room (counted on the room's owner).",
+        panel=Panel.LIMITS,
+    )
+    max_connections_per_address: int = setting(
+        0,
+        "Most sync connections from one client address (0: no limit).",
+        panel=Panel.LIMITS,
+        minimum=0,
+        doc="Behind a proxy, see `--forwarded-allow-ips`. Worth setting when clients reach "
+        "reflectd directly, but mind offices and mobile carriers that put many users behind "
+        "one address.",
+    )
+    max_failed_auth_per_minute: int = setting(
+        20,
+        "Failed REST authentications allowed per client address and minute; then 429 until "
+        "the minute ends (0: no limit).",
+        panel=Panel.LIMITS,
+        minimum=0,
+        doc="A failure is a request with no key or an unknown key.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    #: the storage URL: a SQLite file path, ``sqlite:///path`` or ``memory:``
-    db: str = ".reflectd/reflectd.sqlite3"
+    db: str = setting(
+        ".reflectd/reflectd.sqlite3",
+        "Storage: a SQLite file path, `sqlite:///path`, `memory://` (nothing kept), or "
+        "`postgresql://user@host/db` (several nodes may share it).",
+        panel=Panel.STORAGE,
+        doc="See [storage.md](storage.md).",
+    )
     limits: Limits = field(default_factory=Limits)
     engine: EngineSettings = field(default_factory=EngineSettings)
-    #: the app-id of the seed's REST routes ``/v1/apps/{app-id}/...``
-    app_id: str = "default"
-    #: a REST API key with every permission, for bootstrapping and scripts (never logged)
-    api_key: str | None = field(default=None, repr=False)
-    #: a folder of static files (a web page for the app) served under ``/app/``
-    static_dir: str | None = None
-    #: how long the auth handler may take (ms)
-    auth_timeout_ms: int = 5000
-    #: threads that run a plain (non-async) auth handler; when every one is held by a call
-    #: past its timeout, connects are refused at once (``authHandler busy``)
-    auth_threads: int = 32
-    #: how long an idle room (no clients, nothing pending) stays in memory (ms)
-    room_idle_unload_ms: int = 30_000
-    #: at shutdown, sockets are closed this many at a time ...
-    shutdown_close_batch: int = 500
-    #: ... with this pause between batches (ms), so reconnecting clients spread out
-    shutdown_batch_pause_ms: int = 50
-    #: this node's name in room leases (PostgreSQL only); empty: a random one at start
-    node_id: str = ""
-    #: where the other nodes reach this one (``http://host:port``), for proxied sockets
-    advertise_url: str = ""
-    #: how long a node's lease on a room lasts unless renewed (ms; renewed at a third of it)
-    lease_ms: int = 5000
+    app_id: str = setting(
+        "default",
+        "The app-id of the REST routes `/v1/apps/{app-id}/...` "
+        "(`REFLECTD_API_KEY` in the environment is a key with every permission).",
+        panel=Panel.STORAGE,
+    )
+    api_key: str | None = setting(
+        None,
+        "A REST API key with every permission, for bootstrapping and scripts (never logged).",
+        panel=Panel.STORAGE,
+        flag=False,
+        repr=False,
+    )
+    static_dir: str | None = setting(
+        None,
+        "A folder of static files (e.g. the app's web page) to serve under `/app/`.",
+        panel=Panel.STORAGE,
+        folder=True,
+    )
+    auth_timeout_ms: int = setting(
+        5000,
+        "How long the auth handler may take before the connect is refused (ms).",
+        panel=Panel.TIMINGS,
+        minimum=1,
+    )
+    auth_threads: int = setting(
+        32,
+        "Threads that run a plain (non-async) auth handler; when every one is held by a call "
+        "past its timeout, connects are refused at once (`authHandler busy`).",
+        panel=Panel.TIMINGS,
+        minimum=1,
+    )
+    room_idle_unload_ms: int = setting(
+        30_000,
+        "How long a room with no clients and nothing pending stays in memory (ms).",
+        panel=Panel.TIMINGS,
+        minimum=0,
+    )
+    shutdown_close_batch: int = setting(
+        500,
+        "At shutdown, how many sockets are closed at a time (a pause between batches).",
+        panel=Panel.TIMINGS,
+        minimum=1,
+    )
+    shutdown_batch_pause_ms: int = setting(
+        50,
+        "At shutdown, the pause between batches of closed sockets (ms), so that reconnecting "
+        "clients spread out.",
+        panel=Panel.TIMINGS,
+        minimum=0,
+    )
+    node_id: str = setting(
+        "",
+        "With PostgreSQL: this node's name in room leases, unique among the live nodes.",
+        panel=Panel.CLUSTER,
+        commands=("serve",),
+        shown_default="random",
+    )
+    advertise_url: str = setting(
+        "",
+        "With PostgreSQL: where the other nodes reach this one, to proxy a room's sockets to "
+        "its owner.",
+        panel=Panel.CLUSTER,
+        commands=("serve",),
+        shown_default="http://HOST:PORT",
+        doc="See [deployment.md](deployment.md).",
+    )
+    lease_ms: int = setting(
+        5000,
+        "With PostgreSQL: how long a node's lease on a room lasts unless renewed (ms); "
+        "another node takes a dead node's rooms after it.",
+        panel=Panel.CLUSTER,
+        commands=("serve",),
+        minimum=100,
+        doc="The lease is renewed every third of it.",
+    )
