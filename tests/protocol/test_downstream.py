@@ -1,5 +1,6 @@
-"""Encoding of downstream frames (spec 2.2; gotchas 1 and 2): exactly the fields the client's
-strict schemas accept, optional fields omitted rather than null."""
+"""Encoding of downstream frames: exactly the fields the client's strict schemas accept
+(an extra field makes the client drop the message), optional fields omitted rather than
+null."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from msgspec import Raw
 from reflectd.errors import ErrorKind
 from reflectd.protocol.codec import (
     PONG_FRAME,
+    PokeFrames,
     encode_connected,
     encode_error,
+    encode_patch,
     encode_poke,
     encode_pull_response,
 )
@@ -27,6 +30,7 @@ from reflectd.protocol.messages import (
     PokeBody,
     PresencePutOp,
     PullResponseBody,
+    PutOp,
 )
 
 
@@ -180,6 +184,34 @@ def test_poke_message_holds_several_pokes_in_order() -> None:
         (1, 2),
         (2, 3),
     ]
+
+
+def test_a_turns_poke_frames_are_exactly_the_poke_body_of_their_pokes() -> None:
+    shared = _poke(last_mutation_id_changes={})
+    lists = [
+        [_poke(presence=[ClearOp(), PresencePutOp(key="c1")]), shared],
+        [shared],
+        [_poke(base_cookie=None, timestamp=7), shared, _poke(patch=EMPTY_PATCH)],
+    ]
+    frames = PokeFrames('req "1" é')
+    for pokes in lists:
+        frame = frames.frame(pokes)
+        assert frame == encode_poke(PokeBody(request_id='req "1" é', pokes=pokes))
+        assert _round_trip(frame, "poke", PokeBody) == PokeBody(request_id='req "1" é', pokes=pokes)
+
+
+def test_clients_with_the_same_pokes_share_one_frame() -> None:
+    first, second = _poke(), _poke(cookie=5)
+    frames = PokeFrames("q")
+    frame = frames.frame([first, second])
+    assert frames.frame([first, second]) is frame
+    assert frames.frame([first]) is not frame
+
+
+def test_a_patch_is_raw_json_of_its_ops_and_an_empty_one_is_the_shared_empty_patch() -> None:
+    patch = encode_patch([PutOp(key="k", value=Raw(b"[1]")), DelOp(key="d")])
+    assert patch == Raw(b'[{"op":"put","key":"k","value":[1]},{"op":"del","key":"d"}]')
+    assert encode_patch([]) is EMPTY_PATCH
 
 
 def test_patch_ops_encode_with_their_op_tag_first() -> None:

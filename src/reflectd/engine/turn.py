@@ -18,11 +18,13 @@ from reflectd.engine.handlers import AppCall, CallFailed
 from reflectd.engine.pending import PendingMutation, Timestamps
 from reflectd.engine.records import ClientRecord, Entry
 from reflectd.engine.room import Connection, Room, Send, compare_cookies
+from reflectd.protocol.codec import PokeFrames, encode_patch, encode_poke
 from reflectd.protocol.messages import (
     EMPTY_PATCH,
     ClearOp,
     DelOp,
     Poke,
+    PokeBody,
     PresenceOp,
     PresencePutOp,
     PutOp,
@@ -30,7 +32,6 @@ from reflectd.protocol.messages import (
 
 logger = logging.getLogger(__name__)
 
-_encoder = msgspec.json.Encoder()
 _replace = msgspec.structs.replace
 
 
@@ -109,15 +110,14 @@ def _mutation_calls(applied: list[PendingMutation], version: int) -> list[AppCal
     ]
 
 
-def encode_patch(entries: Mapping[str, Entry]) -> Raw:
-    """The patch ops for ``entries``: ``put`` for live values, ``del`` for tombstones."""
-    if not entries:
-        return EMPTY_PATCH
-    ops = [
-        DelOp(key=key) if entry.deleted else PutOp(key=key, value=Raw(entry.value))
-        for key, entry in entries.items()
-    ]
-    return Raw(_encoder.encode(ops))
+def patch_of(entries: Mapping[str, Entry]) -> Raw:
+    """The encoded patch for ``entries``: ``put`` for live values, ``del`` for tombstones."""
+    return encode_patch(
+        [
+            DelOp(key=key) if entry.deleted else PutOp(key=key, value=Raw(entry.value))
+            for key, entry in entries.items()
+        ]
+    )
 
 
 class _Turn:
@@ -167,8 +167,8 @@ class _Turn:
         entries: Mapping[str, Entry] = self.state.entries
         if base_cookie is None:
             live = {key: entry for key, entry in entries.items() if not entry.deleted}
-            return encode_patch(live)
-        return encode_patch({k: e for k, e in entries.items() if e.version > base_cookie})
+            return patch_of(live)
+        return patch_of({k: e for k, e in entries.items() if e.version > base_cookie})
 
     def _group(self, client_group_id: str) -> dict[str, ClientRecord]:
         return {
@@ -210,7 +210,7 @@ class _Turn:
             m.client_id,
             _replace(record, last_mutation_id=m.id, last_mutation_id_version=version),
         )
-        patch = encode_patch(written)
+        patch = patch_of(written)
         timestamp: int | UnsetType = UNSET
         if m.timestamps is not None and self.room.handlers.smooth_playback:
             timestamp = m.timestamps.normalized_ms
@@ -254,7 +254,7 @@ class _Turn:
         written: dict[str, Entry] = {}
         for client_id in collected:
             written.update(self.room.delete_client(client_id, version=version))
-        self._poke_everyone(version, encode_patch(written))
+        self._poke_everyone(version, patch_of(written))
 
     # --------------------------------------------------------------------- disconnects
 
@@ -294,7 +294,7 @@ class _Turn:
             else:
                 self.state.put_client(client_id, _replace(record, last_seen_ms=self.now_ms))
         if bumped:
-            self._poke_everyone(version, encode_patch(written))
+            self._poke_everyone(version, patch_of(written))
 
     # --------------------------------------------------------------------- presence
 
@@ -323,10 +323,7 @@ class _Turn:
 
     def send_pokes(self, request_id: str) -> None:
         """Queue one poke message per client that has pokes; record the cookies sent."""
-        encoded: dict[int, bytes] = {}
-        #: clients with the same pokes (most of a room) share one frame, sent as is to all
-        frames: dict[tuple[int, ...], bytes] = {}
-        prefix = b'["poke",{"requestID":' + _encoder.encode(request_id) + b',"pokes":['
+        frames = PokeFrames(request_id)
         for c in self.recipients:
             c.sent_initial_presence = True
             pokes = self.pokes[c.client_id]
@@ -335,19 +332,7 @@ class _Turn:
             record = self.state.clients[c.client_id]
             if record.base_cookie != self.version:
                 self.state.put_client(c.client_id, _replace(record, base_cookie=self.version))
-            if c.debug_perf:
-                frame = self._debug_frame(request_id, pokes)
-            else:
-                key = tuple(map(id, pokes))
-                if key not in frames:
-                    parts = []
-                    for poke in pokes:
-                        part = encoded.get(id(poke))
-                        if part is None:
-                            part = encoded[id(poke)] = _encoder.encode(poke)
-                        parts.append(part)
-                    frames[key] = prefix + b",".join(parts) + b"]}]"
-                frame = frames[key]
+            frame = self._debug_frame(request_id, pokes) if c.debug_perf else frames.frame(pokes)
             self.room.emit(Send(c.connection_id, frame))
 
     def _debug_frame(self, request_id: str, pokes: list[Poke]) -> bytes:
@@ -362,8 +347,9 @@ class _Turn:
                     debug_server_sent_timestamp=self.now_ms,
                 )
             debug_pokes.append(poke)
-        body = {"requestID": request_id, "pokes": debug_pokes, "debugServerBufferMs": 0}
-        return _encoder.encode(("poke", body))
+        return encode_poke(
+            PokeBody(request_id=request_id, pokes=debug_pokes, debug_server_buffer_ms=0)
+        )
 
     # --------------------------------------------------------------------- helpers
 

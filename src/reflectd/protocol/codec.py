@@ -7,14 +7,19 @@ Untrusted input is parsed here, once; everything after this module works with ty
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+from msgspec import Raw
 
 from reflectd.errors import ErrorKind, InvalidJSONValue, InvalidMessage
 from reflectd.protocol.messages import (
+    EMPTY_PATCH,
     ConnectedBody,
+    PatchOp,
     PingBody,
+    Poke,
     PokeBody,
     PongBody,
     PullBody,
@@ -71,6 +76,44 @@ PONG_FRAME: bytes = _encoder.encode(("pong", PongBody()))
 
 def encode_poke(body: PokeBody) -> bytes:
     return _encoder.encode(("poke", body))
+
+
+class PokeFrames:
+    """The poke frames of one turn, each exactly ``encode_poke(PokeBody(request_id, pokes))``
+    without ``debugServerBufferMs``.
+
+    A turn sends most of its pokes to many clients: each ``Poke`` (by identity) is encoded
+    once, and clients with the same list of pokes (most of a room) share one frame.
+    """
+
+    __slots__ = ("_frames", "_parts", "_prefix")
+
+    def __init__(self, request_id: str) -> None:
+        self._prefix = b'["poke",{"requestID":' + _encoder.encode(request_id) + b',"pokes":['
+        #: id(poke) -> (the poke, kept alive so that its id stays its own; its JSON)
+        self._parts: dict[int, tuple[Poke, bytes]] = {}
+        self._frames: dict[tuple[int, ...], bytes] = {}
+
+    def frame(self, pokes: list[Poke]) -> bytes:
+        """The frame of a poke message holding ``pokes``, in order."""
+        key = tuple(map(id, pokes))
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._frames[key] = (
+                self._prefix + b",".join([self._part(poke) for poke in pokes]) + b"]}]"
+            )
+        return frame
+
+    def _part(self, poke: Poke) -> bytes:
+        known = self._parts.get(id(poke))
+        if known is None:
+            known = self._parts[id(poke)] = (poke, _encoder.encode(poke))
+        return known[1]
+
+
+def encode_patch(ops: Sequence[PatchOp]) -> Raw:
+    """A poke's patch, encoded once and shared by every poke (and client) that carries it."""
+    return Raw(_encoder.encode(ops)) if ops else EMPTY_PATCH
 
 
 def encode_pull_response(body: PullResponseBody) -> bytes:
