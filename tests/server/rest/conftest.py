@@ -31,7 +31,7 @@ from ..harness import in_thread
 #: the key of the server's environment (REFLECTD_API_KEY): every permission
 ENV_KEY = "env-key-with-every-permission"
 APP_ID = "test-app"
-SHAPES = ("seed", "original")
+SHAPES = ("apps", "original")
 TIMEOUT_S = 3.0
 
 
@@ -88,11 +88,11 @@ class Rest:
         app_id: str = APP_ID,
         extra_headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """``command`` (e.g. ``rooms:create``) in a route shape: ``seed`` (/v1/apps/{app-id},
+        """``command`` (e.g. ``rooms:create``) in a route shape: ``apps`` (/v1/apps/{app-id},
         Basic) or ``original`` (/api/v1, x-reflect-api-key)."""
         items = list(params.items()) if isinstance(params, Mapping) else list(params)
         query = urlencode(items, quote_via=quote)
-        if shape == "seed":
+        if shape == "apps":
             path = f"/v1/apps/{app_id}/{command}"
             headers = {} if key is None else {"Authorization": f"Basic {key}"}
         else:
@@ -108,7 +108,7 @@ class Rest:
         assert response.headers["content-type"] == "application/json"
         return response.json()["result"]
 
-    async def create(self, room_id: str, shape: str = "seed") -> None:
+    async def create(self, room_id: str, shape: str = "apps") -> None:
         assert await self.ok(shape, "POST", "rooms:create", {"roomID": room_id}, body="{}") == {}
 
 
@@ -125,7 +125,7 @@ def assert_error(
 
 
 def assert_unauthorized(response: httpx.Response, shape: str) -> None:
-    if shape == "seed":
+    if shape == "apps":
         assert_error(
             response, 401, "Missing or unknown API key: send Authorization: Basic <api-key>"
         )

@@ -76,7 +76,7 @@ async def test_a_nul_in_a_room_id_is_a_400(
 
 async def test_a_nul_in_a_user_id_is_a_400(any_rest: Rest) -> None:
     response = await any_rest.call(
-        "seed", "POST", "connections/users:invalidate", {"userID": "u\x00"}
+        "apps", "POST", "connections/users:invalidate", {"userID": "u\x00"}
     )
     assert_error(response, 400, "Query string error. Invalid character (NUL) at userID")
 
@@ -91,8 +91,8 @@ async def test_a_nul_in_a_legacy_path_segment_is_a_400(any_rest: Rest, path: str
 
 
 async def test_the_room_is_still_served_after_nul_requests(any_rest: Rest) -> None:
-    await any_rest.call("seed", "GET", "rooms/contents", {"roomID": "r1\x00"})
-    assert await any_rest.ok("seed", "GET", "rooms/contents", {"roomID": "r1"}) == {"contents": {}}
+    await any_rest.call("apps", "GET", "rooms/contents", {"roomID": "r1\x00"})
+    assert await any_rest.ok("apps", "GET", "rooms/contents", {"roomID": "r1"}) == {"contents": {}}
 
 
 # ------------------------------------------------------------------------------ integers
@@ -104,7 +104,7 @@ _fuzz = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCh
 @given(value=st.sampled_from(BOUNDARIES) | st.integers(-(2**70), 2**70))
 async def test_max_results_is_accepted_exactly_within_the_safe_integer_range(value: int) -> None:
     async with in_process() as rest:
-        response = await rest.call("seed", "GET", "rooms", {"maxResults": str(value)})
+        response = await rest.call("apps", "GET", "rooms", {"maxResults": str(value)})
     if -MAX_SAFE <= value <= MAX_SAFE:
         assert response.status_code == 200, response.text
     else:

@@ -106,9 +106,9 @@ async def test_delete_closes_every_socket_and_the_room_id_is_gone_for_good(
 
 async def test_a_room_closed_before_any_connection_refuses_connects(live: Live) -> None:
     await live.create("first")
-    await live.ok("seed", "POST", "rooms:close", {"roomID": "first"})
+    await live.ok("apps", "POST", "rooms:close", {"roomID": "first"})
     await refused(live, "first", "a")
-    await live.ok("seed", "POST", "rooms:delete", {"roomID": "first"})
+    await live.ok("apps", "POST", "rooms:delete", {"roomID": "first"})
     await refused(live, "first", "a")
 
 
@@ -157,7 +157,7 @@ async def test_invalidate_a_room_whose_record_vanished_is_404(live: Live, db: st
         return
     sock = await live.connect("r", "a")
     del live.store._rooms["r"]  # type: ignore[attr-defined]
-    response = await live.call("seed", "POST", "connections/rooms:invalidate", {"roomID": "r"})
+    response = await live.call("apps", "POST", "connections/rooms:invalidate", {"roomID": "r"})
     assert_error(response, 404, 'Room "r" not found', "rooms")
     await sock.still_open()
     await sock.close()

@@ -97,7 +97,7 @@ def test_paging_on_sqlite(tmp_path: Path) -> None:
     while len(ids) < 2500:
         ids.add("".join(rng.choices(ROOM_ID_CHARS, k=rng.randint(1, 16))))
     db = str(tmp_path / "rooms.sqlite3")
-    asyncio.run(_scenario(db, "seed", list(ids), [None, 1, 333, 999, 1000, 1001], ["open"]))
+    asyncio.run(_scenario(db, "apps", list(ids), [None, 1, 333, 999, 1000, 1001], ["open"]))
 
 
 def test_list_without_max_results_is_capped_at_1000() -> None:

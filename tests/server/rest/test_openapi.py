@@ -22,13 +22,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from reflectd.errors import ApiError
-from reflectd.server.rest.openapi import (
+from reflectd.server.rest.markdown import (
     BEGIN_MARKER,
     END_MARKER,
-    build_openapi,
     render_markdown,
     splice_markdown,
 )
+from reflectd.server.rest.openapi import build_openapi
 from reflectd.server.rest.routes import ROUTES, RestRoute, _find
 from reflectd.storage.base import PERMISSIONS
 
@@ -66,7 +66,7 @@ def _resolve(method: str, path: str, operation: dict[str, Any]) -> RestRoute:
 
 @pytest.mark.parametrize("document", [DOCUMENT, SERVED], ids=["docs", "served"])
 def test_the_document_has_exactly_the_served_routes(document: dict[str, Any]) -> None:
-    reached: dict[str, list[RestRoute]] = {"seed": [], "original": [], "legacy": []}
+    reached: dict[str, list[RestRoute]] = {"apps": [], "original": [], "legacy": []}
     for method, path, operation in operations(document):
         route = _resolve(method, path, operation)
         assert route.method == method
@@ -80,7 +80,7 @@ def test_the_document_has_exactly_the_served_routes(document: dict[str, Any]) ->
                     _resolve(other, path, operation)
                 assert caught.value.status == 405
     plain = [r for r in ROUTES if not r.legacy]
-    assert sorted(reached["seed"], key=ROUTES.index) == plain
+    assert sorted(reached["apps"], key=ROUTES.index) == plain
     assert sorted(reached["original"], key=ROUTES.index) == plain
     assert sorted(reached["legacy"], key=ROUTES.index) == [r for r in ROUTES if r.legacy]
 
@@ -91,7 +91,7 @@ def test_every_operation_documents_its_answers() -> None:
         ids.add(operation["operationId"])
         statuses = set(operation["responses"])
         assert {"200", "400", "401", "403", "405", "413", "500"} <= statuses, path
-        if operation["x-shape"] == "seed":
+        if operation["x-shape"] == "apps":
             assert "404" in statuses
             assert operation["security"] == [{"BasicApiKey": []}]
             assert operation["parameters"][0]["name"] == "app-id"
@@ -112,9 +112,9 @@ def test_every_operation_documents_its_answers() -> None:
 
 
 def test_the_served_document_names_this_app_id() -> None:
-    seed = [o for _, _, o in operations(SERVED) if o["x-shape"] == "seed"]
-    assert seed
-    for operation in seed:
+    apps = [o for _, _, o in operations(SERVED) if o["x-shape"] == "apps"]
+    assert apps
+    for operation in apps:
         assert operation["parameters"][0]["schema"]["enum"] == [APP_ID]
 
 
@@ -130,7 +130,7 @@ async def test_openapi_json_is_served_without_a_key(rest: Rest) -> None:
 def test_docs_rest_md_is_current_and_complete() -> None:
     text = (DOCS / "rest.md").read_text()
     assert splice_markdown(text, render_markdown(DOCUMENT)) == text, (
-        "run: python -m reflectd.server.rest.openapi --markdown docs/rest.md"
+        "run: python -m reflectd.server.rest.markdown docs/rest.md"
     )
     for method, path, _ in operations(DOCUMENT):
         assert f"`{method} {path}`" in text, path
@@ -155,7 +155,7 @@ OPERATIONS = [(method, path) for method, path, _ in operations(SERVED)]
 NEGATABLE = [
     (method, path)
     for method, path, operation in operations(SERVED)
-    if operation["x-shape"] == "seed"
+    if operation["x-shape"] == "apps"
     or operation.get("requestBody")
     or any(p["in"] == "query" for p in operation.get("parameters", []))
 ]

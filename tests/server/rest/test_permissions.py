@@ -19,7 +19,7 @@ _names = itertools.count()
 
 #: (shape, method, command, query, body, permission) of every route; {new} is a fresh roomID
 ROUTES: list[tuple[str, str, str, dict[str, str], str | None, Permission]] = []
-for _shape in ("seed", "original"):
+for _shape in ("apps", "original"):
     ROUTES += [
         (_shape, "GET", "rooms", {}, None, "rooms:read"),
         (_shape, "GET", "rooms/contents", {"roomID": "open"}, None, "rooms:read"),
@@ -57,7 +57,7 @@ ROUTES += [
 async def _prepare(rest: Rest) -> None:
     await rest.create("open")
     await rest.create("closed")
-    await rest.ok("seed", "POST", "rooms:close", {"roomID": "closed"})
+    await rest.ok("apps", "POST", "rooms:close", {"roomID": "closed"})
 
 
 async def _request(rest: Rest, route: tuple[Any, ...], key: str) -> Any:
@@ -107,13 +107,13 @@ async def test_a_key_with_every_permission_and_the_env_key_open_every_route(rest
 @BOTH_BACKENDS
 async def test_a_key_with_no_permission_is_known_but_forbidden(rest: Rest) -> None:
     key = await rest.make_key("none")
-    for shape in ("seed", "original"):
+    for shape in ("apps", "original"):
         response = await rest.call(shape, "GET", "rooms", key=key)
         assert_error(response, 403, 'API key "none" lacks the permission rooms:read')
 
 
 @BOTH_BACKENDS
-@pytest.mark.parametrize("shape", ["seed", "original"])
+@pytest.mark.parametrize("shape", ["apps", "original"])
 async def test_order_of_checks(rest: Rest, shape: str) -> None:
     reader = await rest.make_key("reader", "rooms:read")
     # 401 before everything
@@ -141,26 +141,26 @@ async def test_a_key_on_another_app_id_is_404(rest: Rest) -> None:
     stored = await rest.make_key("all", *PERMISSIONS)
     for key in (stored, ENV_KEY):
         for app_id in ("other", "default", "test-app2", "test-ap", "%74est-app-x"):
-            response = await rest.call("seed", "GET", "rooms", key=key, app_id=app_id)
+            response = await rest.call("apps", "GET", "rooms", key=key, app_id=app_id)
             assert_error(response, 404, "Unknown or invalid URL")
         # the app-id may be percent-encoded
         assert (
-            await rest.call("seed", "GET", "rooms", key=key, app_id="%74est-app")
+            await rest.call("apps", "GET", "rooms", key=key, app_id="%74est-app")
         ).status_code == 200
 
 
 @BOTH_BACKENDS
 async def test_edited_and_deleted_keys_take_effect_at_once(rest: Rest) -> None:
     key = await rest.make_key("k", "rooms:read")
-    assert (await rest.call("seed", "GET", "rooms", key=key)).status_code == 200
+    assert (await rest.call("apps", "GET", "rooms", key=key)).status_code == 200
     assert await rest.store.set_api_key_permissions("k", ("rooms:create",))
-    response = await rest.call("seed", "GET", "rooms", key=key)
+    response = await rest.call("apps", "GET", "rooms", key=key)
     assert_error(response, 403, 'API key "k" lacks the permission rooms:read')
-    await rest.create("r", "seed")  # with the env key
-    response = await rest.call("seed", "POST", "rooms:create", {"roomID": "s"}, body="{}", key=key)
+    await rest.create("r", "apps")  # with the env key
+    response = await rest.call("apps", "POST", "rooms:create", {"roomID": "s"}, body="{}", key=key)
     assert response.status_code == 200
     assert await rest.store.delete_api_key("k")
-    for shape in ("seed", "original"):
+    for shape in ("apps", "original"):
         assert_unauthorized(await rest.call(shape, "GET", "rooms", key=key), shape)
 
 

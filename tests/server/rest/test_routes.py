@@ -1,6 +1,6 @@
-"""Every route and every error of spec section 5 and the original's transcript, with the exact
-messages, in both route shapes: the seed's ``/v1/apps/{app-id}`` and the original's
-``/api/v1`` (with its legacy forms)."""
+"""Every route and every error of the REST API, with the exact messages (the original
+server's where it has one), in both route shapes: the ``/v1/apps/{app-id}`` API and the
+original server's ``/api/v1`` API (with its legacy forms)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ async def test_missing_or_unknown_key_is_401_first(
 
 
 async def test_key_check_precedes_unknown_app_id(rest: Rest, shape: str) -> None:
-    if shape == "seed":
+    if shape == "apps":
         assert_unauthorized(await rest.call(shape, "GET", "rooms", key="x", app_id="other"), shape)
         response = await rest.call(shape, "GET", "rooms", app_id="other")
         assert_error(response, 404, "Unknown or invalid URL")
@@ -76,7 +76,7 @@ async def test_key_check_precedes_unknown_app_id(rest: Rest, shape: str) -> None
 async def test_basic_scheme_is_case_insensitive_and_others_are_refused(
     rest: Rest, shape: str
 ) -> None:
-    if shape != "seed":
+    if shape != "apps":
         return
     path = f"/v1/apps/{APP_ID}/rooms"
     assert (
@@ -103,7 +103,7 @@ async def test_original_accepts_the_legacy_key_header(rest: Rest, shape: str) ->
         "/api/v1/rooms", headers={"x-reflect-api-key": "wrong", "x-reflect-auth-api-key": ENV_KEY}
     )
     assert_unauthorized(response, shape)
-    # the seed's header is not read by the original's routes
+    # the Basic header is not read by the original's routes
     response = await rest.http.get("/api/v1/rooms", headers={"Authorization": f"Basic {ENV_KEY}"})
     assert_unauthorized(response, shape)
 
@@ -124,7 +124,7 @@ async def test_unknown_path_without_key_is_still_401(rest: Rest, shape: str) -> 
 async def test_legacy_forms_exist_only_in_the_original_shape(rest: Rest, shape: str) -> None:
     await rest.create("a")
     response = await rest.call(shape, "GET", "rooms/a")
-    if shape == "seed":
+    if shape == "apps":
         assert_error(response, 404, "Unknown or invalid URL")
     else:
         assert response.json() == {"result": {"roomID": "a", "jurisdiction": "", "status": "open"}}
@@ -156,7 +156,7 @@ async def test_every_answer_allows_any_origin(rest: Rest, shape: str) -> None:
 
 
 async def test_cors_preflight(rest: Rest, shape: str) -> None:
-    path = f"/v1/apps/{APP_ID}/rooms" if shape == "seed" else "/api/v1/rooms"
+    path = f"/v1/apps/{APP_ID}/rooms" if shape == "apps" else "/api/v1/rooms"
     response = await rest.http.options(
         path,
         headers={
@@ -407,7 +407,7 @@ async def test_contents_of_a_deleted_room_is_410(rest: Rest, shape: str) -> None
     await rest.ok(shape, "POST", "rooms:close", {"roomID": "a"})
     await rest.ok(shape, "POST", "rooms:delete", {"roomID": "a"})
     response = await rest.call(shape, "GET", "rooms/contents", {"roomID": "a"})
-    if shape == "seed":
+    if shape == "apps":
         assert_error(response, 410, 'Room "a" is deleted', "rooms")
     else:  # the original forwards the room's own plain-text answer
         assert response.status_code == 410

@@ -71,11 +71,11 @@ def test_memory_stays_bounded_whatever_the_number_of_addresses() -> None:
 # ------------------------------------------------------------------------------ over HTTP
 
 
-@pytest.mark.parametrize("shape", ["seed", "original"])
+@pytest.mark.parametrize("shape", ["apps", "original"])
 async def test_after_the_limit_an_address_gets_429_even_with_a_good_key(shape: str) -> None:
     path, wrong, good = (
         (f"/v1/apps/{APP_ID}/rooms", WRONG, GOOD)
-        if shape == "seed"
+        if shape == "apps"
         else ("/api/v1/rooms", {"x-reflect-api-key": "nope"}, {"x-reflect-api-key": ENV_KEY})
     )
     async with in_process(max_failed_auth_per_minute=LIMIT) as rest:
@@ -85,7 +85,7 @@ async def test_after_the_limit_an_address_gets_429_even_with_a_good_key(shape: s
         refused = await rest.http.get(path, headers=good)
         assert refused.status_code == 429
         assert 0 < int(refused.headers["retry-after"]) <= 60
-        if shape == "seed":
+        if shape == "apps":
             assert refused.json()["error"]["code"] == 429
             assert refused.json()["error"]["message"].startswith(
                 "Too many failed authentications from 127.0.0.1; retry in "

@@ -1,21 +1,23 @@
-"""The REST API's routes, in two shapes with one set of commands (spec 5.3, the seed):
+"""The REST API's routes, in two shapes with one set of commands:
 
-- the seed's ``/v1/apps/{app-id}/...`` with ``Authorization: Basic <key>``;
-- the original server's ``/api/v1/...`` (and its legacy forms) with ``x-reflect-api-key``.
+- the ``/v1/apps/{app-id}/...`` API with ``Authorization: Basic <key>``;
+- the original server's ``/api/v1/...`` API (and its legacy forms) with ``x-reflect-api-key``.
+
+Each route is declared once, below, as a decorated function (``endpoint.py`` says how); the
+server and the OpenAPI document both read ``ROUTES``.
 
 Order of checks, as in the original: the key first (401 before any 404 or 405), then the
-app-id, the route (404), the method (405), the key's permission (403), then the command's
-strict query and body parsing (400) and the command itself. Before all of them, an address
-that failed to authenticate too often gets 429 (``throttle``; the original has no such limit).
+app-id, the route (404), the method (405), the key's permission (403), the body's size (413),
+then the strict query and body parsing (400) and the command itself. Before all of them, an
+address that failed to authenticate too often gets 429 (``throttle``; the original has no such
+limit).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 from urllib.parse import parse_qsl, unquote
 
 import msgspec
@@ -26,177 +28,201 @@ from reflectd.errors import ApiError
 from reflectd.server.actor import RoomUnavailable, now_ms
 from reflectd.server.errors import api_error, internal_error, unavailable
 from reflectd.server.http import client_address
-from reflectd.server.rest.commands import RoomCommands
-from reflectd.server.rest.keys import KeyRing
-from reflectd.server.rest.parsing import (
-    Query,
-    expect_empty_body,
-    number,
-    parse_create_body,
-    parse_query,
-    single,
+from reflectd.server.rest import failures as F
+from reflectd.server.rest.commands import (
+    INVALID_ROOM_ID,
+    ROOM_DELETED,
+    ROOM_EXISTS,
+    ROOM_GONE,
+    ROOM_NOT_FOUND,
+    ROOM_OPEN,
+    RoomCommands,
 )
+from reflectd.server.rest.endpoint import RestRoute, RouteTable
+from reflectd.server.rest.failures import MAX_BODY_BYTES, ORIGINAL_PLAIN_TEXT
+from reflectd.server.rest.keys import KeyRing
+from reflectd.server.rest.parsing import read_body
 from reflectd.server.rest.throttle import FailedAuthThrottle
-from reflectd.storage.base import Permission
+from reflectd.server.rest.wire import (
+    ROOM_EXAMPLE,
+    CreateRoomRequest,
+    Empty,
+    GetRoomContentsResult,
+    ListRoomsQuery,
+    ListRoomsResult,
+    NewRoomQuery,
+    NoQuery,
+    Room,
+    RoomQuery,
+    UserQuery,
+)
 
 logger = logging.getLogger(__name__)
 
-#: the largest REST request body accepted
-MAX_BODY_BYTES = 64 * 1024
+T = TypeVar("T")
 
-SEED_PREFIX = re.compile(r"/v1/apps/([^/]+)(/.*)?")
+__all__ = ["MAX_BODY_BYTES", "ROUTES", "RestApi", "RestRoute"]
+
+APPS_PREFIX = re.compile(r"/v1/apps/([^/]+)(/.*)?")
 ORIGINAL_PREFIX = "/api/v1"
-#: a legacy path segment (roomID or userID), percent-encoded
-_SEGMENT = r"(?P<segment>[^:/@$^&=\[\];|,]+)"
 
-Run = Callable[[RoomCommands, list[tuple[str, str]], bytes, str], Awaitable[Any]]
+table = RouteTable()
 
-
-@dataclass(frozen=True, slots=True)
-class RestRoute:
-    method: str
-    path: re.Pattern[str]
-    permission: Permission
-    run: Run
-    #: only in the original's ``/api/v1`` shape
-    legacy: bool = False
+# ------------------------------------------------------------------------------ the routes
 
 
-# ------------------------------------------------------------------------------ commands
-
-
-async def _list(commands: RoomCommands, items: list[tuple[str, str]], body: bytes, _: str) -> Any:
-    query = parse_query(
-        items, optional=("startKey", "startAfterKey", "maxResults"), repeatable=("roomID",)
-    )
-    expect_empty_body(body)
-    if sum(key in query for key in ("startKey", "startAfterKey", "roomID")) > 1:
-        raise ApiError(
-            400,
-            "Query string error. startKey, startAfterKey, and roomID are mutually exclusive. "
-            "Got object",
-        )
-    room_ids = query.get("roomID")
+@table.route(
+    "GET",
+    "/rooms",
+    permission="rooms:read",
+    summary="List rooms",
+    example=ListRoomsResult([Room(ROOM_EXAMPLE, "", "open")], 1, False),
+)
+async def list_rooms(commands: RoomCommands, query: ListRoomsQuery) -> ListRoomsResult:
+    """Rooms of every status, in lexicographic roomID order. `startKey`, `startAfterKey` and
+    `roomID` are mutually exclusive. Without `roomID`, the list starts at the beginning, at
+    `startKey` (inclusive) or after `startAfterKey` (exclusive); page with
+    `?startAfterKey=<roomID of the last result>` while `more` is true. With `roomID`, exactly
+    those rooms are looked up (unknown ones are left out). `maxResults` is capped at 1000, the
+    default: `more` can be true even without `maxResults`."""
     return await commands.list_rooms(
-        start_key=single(query, "startKey"),
-        start_after_key=single(query, "startAfterKey"),
-        room_ids=room_ids if isinstance(room_ids, list) else None,
-        max_results=number(query, "maxResults"),
+        start_key=_given(query.start_key),
+        start_after_key=_given(query.start_after_key),
+        room_ids=_given(query.room_ids),
+        max_results=_given(query.max_results),
     )
 
 
-def _room_query(items: list[tuple[str, str]], body: bytes, *, body_required: bool) -> Query:
-    query = parse_query(items, required=("roomID",))
-    if not body_required:
-        expect_empty_body(body)
-    return query
+@table.route(
+    "GET",
+    "/rooms/contents",
+    permission="rooms:read",
+    summary="Get room contents",
+    example=GetRoomContentsResult({"count": msgspec.Raw(b"3"), "title": msgspec.Raw(b'"hello"')}),
+    failures=(
+        ROOM_NOT_FOUND,
+        ROOM_GONE,
+        F.INTERNAL.because("the room could not be loaded (for example its start handler raised)"),
+    ),
+)
+async def get_room_contents(commands: RoomCommands, query: RoomQuery) -> GetRoomContentsResult:
+    """The room's whole current content as one JSON object: every live key and its value, in
+    key order. Closed rooms still have contents; deleted rooms have none."""
+    return await commands.contents(query.room_id)
 
 
-async def _contents(
-    commands: RoomCommands, items: list[tuple[str, str]], body: bytes, _: str
-) -> Any:
-    query = _room_query(items, body, body_required=False)
-    return await commands.contents(_str(single(query, "roomID")))
+@table.route(
+    "POST",
+    "/rooms:create",
+    legacy="/rooms/{roomID}:create",
+    permission="rooms:create",
+    summary="Create room",
+    failures=(
+        INVALID_ROOM_ID,
+        ROOM_EXISTS,
+        F.INTERNAL.because("the room's start handler raised (nothing is recorded)"),
+    ),
+)
+async def create_room(
+    commands: RoomCommands, query: NewRoomQuery, body: CreateRoomRequest
+) -> Empty:
+    """Creates the room explicitly (a client's first connect also creates it): its start
+    handler runs, then the room is recorded as open. A roomID is never reusable: creating a room
+    that exists in any status, deleted included, is a conflict. The body is required JSON: `{}`
+    or `{"jurisdiction":"eu"}` (the jurisdiction is only stored and reported)."""
+    return await commands.create(query.room_id, _given(body.jurisdiction) or "")
 
 
-async def _create(commands: RoomCommands, items: list[tuple[str, str]], body: bytes, _: str) -> Any:
-    query = _room_query(items, body, body_required=True)
-    parsed = parse_create_body(body)
-    return await commands.create(_str(single(query, "roomID")), parsed.jurisdiction or "")
+@table.route(
+    "POST",
+    "/rooms:close",
+    legacy="/rooms/{roomID}:close",
+    permission="rooms:close",
+    summary="Close room",
+    failures=(ROOM_NOT_FOUND, ROOM_DELETED),
+)
+async def close_room(commands: RoomCommands, query: RoomQuery) -> Empty:
+    """The room accepts no new connections (they get `["error","RoomClosed",<roomID>]`);
+    connected clients stay until their connections are invalidated or the room is deleted. A
+    closed room never reopens. Closing a closed room succeeds."""
+    return await commands.close(query.room_id)
 
 
-async def _close(commands: RoomCommands, items: list[tuple[str, str]], body: bytes, _: str) -> Any:
-    query = _room_query(items, body, body_required=False)
-    return await commands.close(_str(single(query, "roomID")))
+@table.route(
+    "POST",
+    "/rooms:delete",
+    legacy="/rooms/{roomID}:delete",
+    permission="rooms:delete",
+    summary="Delete room",
+    failures=(ROOM_NOT_FOUND, ROOM_OPEN),
+)
+async def delete_room(commands: RoomCommands, query: RoomQuery) -> Empty:
+    """Deletes a closed room for good: closes every connection to it (no error frame), deletes
+    all of its data and keeps its record as deleted, so the roomID can never be used again
+    (create: 409; connect: `RoomClosed`). Deleting a deleted room succeeds."""
+    return await commands.delete(query.room_id)
 
 
-async def _delete(commands: RoomCommands, items: list[tuple[str, str]], body: bytes, _: str) -> Any:
-    query = _room_query(items, body, body_required=False)
-    return await commands.delete(_str(single(query, "roomID")))
-
-
-async def _invalidate_all(
-    commands: RoomCommands, items: list[tuple[str, str]], body: bytes, _: str
-) -> Any:
-    parse_query(items)
-    expect_empty_body(body)
+@table.route(
+    "POST",
+    "/connections/all:invalidate",
+    permission="connections:invalidate",
+    summary="Invalidate all connections",
+)
+async def invalidate_all_connections(commands: RoomCommands, query: NoQuery) -> Empty:
+    """Closes every connection of the server (a plain close, no error frame); the clients
+    reconnect at once and their auth is checked again."""
     return await commands.invalidate_all()
 
 
-async def _invalidate_room(
-    commands: RoomCommands, items: list[tuple[str, str]], body: bytes, _: str
-) -> Any:
-    query = _room_query(items, body, body_required=False)
-    return await commands.invalidate_room(_str(single(query, "roomID")))
-
-
-async def _invalidate_user(
-    commands: RoomCommands, items: list[tuple[str, str]], body: bytes, _: str
-) -> Any:
-    query = parse_query(items, required=("userID",))
-    expect_empty_body(body)
-    return await commands.invalidate_user(_str(single(query, "userID")))
-
-
-def _legacy(run: Run, parameter: str = "roomID") -> Run:
-    """A legacy route: the roomID (or userID) is a path segment; no query is allowed."""
-
-    async def legacy(
-        commands: RoomCommands, items: list[tuple[str, str]], body: bytes, segment: str
-    ) -> Any:
-        parse_query(items)
-        return await run(commands, [(parameter, segment)], body, "")
-
-    return legacy
-
-
-async def _legacy_get(
-    commands: RoomCommands, items: list[tuple[str, str]], body: bytes, segment: str
-) -> Any:
-    parse_query(items)
-    expect_empty_body(body)
-    return await commands.get_room(segment)
-
-
-def _str(value: str | None) -> str:
-    assert value is not None
-    return value
-
-
-def _route(
-    method: str, path: str, permission: Permission, run: Run, *, legacy: bool = False
-) -> RestRoute:
-    return RestRoute(method, re.compile(path), permission, run, legacy)
-
-
-ROUTES: tuple[RestRoute, ...] = (
-    _route("GET", r"/rooms", "rooms:read", _list),
-    _route("GET", r"/rooms/contents", "rooms:read", _contents),
-    _route("POST", r"/rooms:create", "rooms:create", _create),
-    _route("POST", r"/rooms:close", "rooms:close", _close),
-    _route("POST", r"/rooms:delete", "rooms:delete", _delete),
-    _route("POST", r"/connections/all:invalidate", "connections:invalidate", _invalidate_all),
-    _route("POST", r"/connections/rooms:invalidate", "connections:invalidate", _invalidate_room),
-    _route("POST", r"/connections/users:invalidate", "connections:invalidate", _invalidate_user),
-    _route("GET", rf"/rooms/{_SEGMENT}", "rooms:read", _legacy_get, legacy=True),
-    _route("POST", rf"/rooms/{_SEGMENT}:create", "rooms:create", _legacy(_create), legacy=True),
-    _route("POST", rf"/rooms/{_SEGMENT}:close", "rooms:close", _legacy(_close), legacy=True),
-    _route("POST", rf"/rooms/{_SEGMENT}:delete", "rooms:delete", _legacy(_delete), legacy=True),
-    _route(
-        "POST",
-        rf"/connections/rooms/{_SEGMENT}:invalidate",
-        "connections:invalidate",
-        _legacy(_invalidate_room),
-        legacy=True,
-    ),
-    _route(
-        "POST",
-        rf"/connections/users/{_SEGMENT}:invalidate",
-        "connections:invalidate",
-        _legacy(_invalidate_user, "userID"),
-        legacy=True,
-    ),
+@table.route(
+    "POST",
+    "/connections/rooms:invalidate",
+    legacy="/connections/rooms/{roomID}:invalidate",
+    permission="connections:invalidate",
+    summary="Invalidate room connections",
+    failures=(ROOM_NOT_FOUND.because("the room has connections but no record"),),
 )
+async def invalidate_room_connections(commands: RoomCommands, query: RoomQuery) -> Empty:
+    """Closes every connection to the room (a plain close, no error frame); the clients
+    reconnect at once (and get `RoomClosed` if the room is closed). A room without connections,
+    even an unknown one, succeeds."""
+    return await commands.invalidate_room(query.room_id)
+
+
+@table.route(
+    "POST",
+    "/connections/users:invalidate",
+    legacy="/connections/users/{userID}:invalidate",
+    permission="connections:invalidate",
+    summary="Invalidate user connections",
+)
+async def invalidate_user_connections(commands: RoomCommands, query: UserQuery) -> Empty:
+    """Closes every connection whose auth userID is the given one, in every room (a plain
+    close, no error frame); the clients reconnect at once. An unknown userID succeeds."""
+    return await commands.invalidate_user(query.user_id)
+
+
+@table.route(
+    "GET",
+    legacy="/rooms/{roomID}",
+    permission="rooms:read",
+    summary="Get room (legacy)",
+    example=Room(ROOM_EXAMPLE, "", "open"),
+    failures=(ROOM_NOT_FOUND,),
+)
+async def get_room(commands: RoomCommands, query: RoomQuery) -> Room:
+    """One room's record. Only in the original server's `/api/v1` API; the
+    `/v1/apps/{app-id}` API lists rooms with `?roomID=`. A room named `contents` cannot be
+    fetched this way."""
+    return await commands.get_room(query.room_id)
+
+
+ROUTES: tuple[RestRoute, ...] = table.routes
+
+
+def _given(value: T | msgspec.UnsetType) -> T | None:
+    return None if isinstance(value, msgspec.UnsetType) else value
 
 
 # ------------------------------------------------------------------------------ dispatch
@@ -225,18 +251,18 @@ class RestApi:
         path = raw_path.decode("latin-1").partition("?")[0]
         original = path == ORIGINAL_PREFIX or path.startswith(ORIGINAL_PREFIX + "/")
         if self.draining:
-            return unavailable("the server is shutting down", envelope=not original)
+            return unavailable(F.SHUTTING_DOWN.message, envelope=not original)
         try:
             return await self._handle(request, path, original=original)
         except ApiError as e:
-            if original and e.status == 410:
-                return PlainTextResponse("deleted", 410)  # the original forwards the room's text
+            if original and e.status in ORIGINAL_PLAIN_TEXT:
+                return PlainTextResponse(ORIGINAL_PLAIN_TEXT[e.status], e.status)
             return api_error(e.status, e.message, e.resource)
         except RoomUnavailable:  # the room stopped (shutdown, storage failure): try again
-            return unavailable("the room is not available", envelope=not original)
+            return unavailable(F.ROOM_UNAVAILABLE.message, envelope=not original)
         except Exception:  # e.g. a start handler that raised: 500 naming an error id
             if self.draining:  # storage closed under a request that began before the drain
-                return unavailable("the server is shutting down", envelope=not original)
+                return unavailable(F.SHUTTING_DOWN.message, envelope=not original)
             return internal_error(logger, f"REST {request.method} {path}")
 
     async def _handle(self, request: Request, path: str, *, original: bool) -> Response:
@@ -245,10 +271,8 @@ class RestApi:
         if wait is not None:
             headers = {"Retry-After": str(wait)}
             if original:
-                return PlainTextResponse("Too Many Requests", 429, headers=headers)
-            response = api_error(
-                429, f"Too many failed authentications from {source}; retry in {wait} s"
-            )
+                return PlainTextResponse(F.THROTTLED_ORIGINAL.text(), 429, headers=headers)
+            response = api_error(429, F.THROTTLED.text(source=source, wait=wait))
             response.headers.update(headers)
             return response
         if original:
@@ -261,23 +285,22 @@ class RestApi:
         if principal is None:
             self.throttle.failed(source)
             if original:
-                return PlainTextResponse("Unauthorized", 401)
-            raise ApiError(401, "Missing or unknown API key: send Authorization: Basic <api-key>")
+                return PlainTextResponse(F.NO_KEY_ORIGINAL.text(), 401)
+            raise F.NO_KEY.error()
         if original:
             rest = path[len(ORIGINAL_PREFIX) :]
         else:
-            match = SEED_PREFIX.fullmatch(path)
+            match = APPS_PREFIX.fullmatch(path)
             if match is None or unquote(match.group(1)) != self.app_id:
-                raise ApiError(404, "Unknown or invalid URL")
+                raise F.OTHER_APP.error()
             rest = match.group(2) or ""
         route, segment = _find(rest, request.method, original=original)
         if route.permission not in principal.permissions:
-            raise ApiError(
-                403, f'API key "{principal.key_name}" lacks the permission {route.permission}'
-            )
-        body = await _read_body(request)
+            raise F.FORBIDDEN.error(key_name=principal.key_name, permission=route.permission)
+        body = await read_body(request)
         items = parse_qsl(request.url.query, keep_blank_values=True)
-        result = await route.run(self.commands, items, body, segment)
+        named = (route.segment, segment) if route.segment is not None else None
+        result = await route.command.run(self.commands, items, body, named)
         return Response(msgspec.json.encode({"result": result}), media_type="application/json")
 
 
@@ -295,13 +318,13 @@ def _find(rest: str, method: str, *, original: bool) -> tuple[RestRoute, str]:
             try:
                 decoded = unquote(segment, errors="strict")
             except UnicodeDecodeError:
-                raise ApiError(400, "Malformed path segment") from None
+                raise F.MALFORMED_SEGMENT.error() from None
             if "\x00" in decoded:
-                raise ApiError(400, "Invalid character (NUL) in path segment")
+                raise F.NUL_IN_SEGMENT.error()
             return route, decoded
     if path_matched:
-        raise ApiError(405, "unsupported method")
-    raise ApiError(404, "Unknown or invalid URL")
+        raise F.WRONG_METHOD.error()
+    raise F.UNKNOWN_URL.error()
 
 
 def _basic_key(header: str | None) -> str | None:
@@ -311,12 +334,3 @@ def _basic_key(header: str | None) -> str | None:
     if scheme.lower() != "basic":
         return None
     return value.strip() or None
-
-
-async def _read_body(request: Request) -> bytes:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, f"Request body larger than {MAX_BODY_BYTES} bytes")
-    return body

@@ -1,0 +1,172 @@
+"""What the REST API reads and answers, as msgspec Structs: each route's query, body and result.
+
+These types are the API's one description of its data. The routes parse requests into them
+(``parsing.py``), the commands answer with them (``commands.py``), and the OpenAPI document
+takes their JSON Schema from them (``openapi.py``): a field's ``Meta`` description and
+examples are what the documentation says about it.
+
+A query field is a string, a list of strings (a parameter that may repeat) or an integer
+(read as JavaScript's ``parseInt`` reads it); an absent optional one is ``UNSET``. A body
+field is a literal (``Literal["eu"]``). ``parsing.py`` refuses, at import, a route whose
+query or body has another kind of field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Raw, UnsetType
+
+from reflectd.engine.records import RoomRecord, RoomStatus
+from reflectd.protocol.connect import ROOM_ID_PATTERN
+from reflectd.protocol.jsparse import MAX_SAFE_INTEGER
+
+#: the most rooms one list call returns, whatever ``maxResults`` says
+MAX_LIST_RESULTS = 1000
+
+ROOM_EXAMPLE = "my-room"
+USER_EXAMPLE = "user-42"
+
+RoomId = Annotated[str, Meta(description="The room's ID.", examples=[ROOM_EXAMPLE])]
+
+
+# ------------------------------------------------------------------------------ queries
+
+
+class NoQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """No query parameters at all."""
+
+
+class RoomQuery(msgspec.Struct, forbid_unknown_fields=True):
+    room_id: RoomId = msgspec.field(name="roomID")
+
+
+class NewRoomQuery(msgspec.Struct, forbid_unknown_fields=True):
+    room_id: Annotated[
+        str,
+        Meta(
+            description=f"The new room's ID; must match `^{ROOM_ID_PATTERN.pattern}$`.",
+            examples=[ROOM_EXAMPLE],
+        ),
+    ] = msgspec.field(name="roomID")
+
+
+class UserQuery(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: Annotated[str, Meta(description="The user's ID.", examples=[USER_EXAMPLE])] = (
+        msgspec.field(name="userID")
+    )
+
+
+class ListRoomsQuery(msgspec.Struct, forbid_unknown_fields=True):
+    #: at most one of these may be given
+    exclusive: ClassVar[tuple[str, ...]] = ("startKey", "startAfterKey", "roomID")
+
+    start_key: (
+        Annotated[str, Meta(description="The earliest roomID to list (inclusive).", examples=["a"])]
+        | UnsetType
+    ) = msgspec.field(default=UNSET, name="startKey")
+    start_after_key: (
+        Annotated[
+            str,
+            Meta(
+                description="The roomID after which to list (exclusive).",
+                examples=[ROOM_EXAMPLE],
+            ),
+        ]
+        | UnsetType
+    ) = msgspec.field(default=UNSET, name="startAfterKey")
+    room_ids: (
+        Annotated[
+            list[str],
+            Meta(description="A room to list; repeat for several.", examples=[[ROOM_EXAMPLE]]),
+        ]
+        | UnsetType
+    ) = msgspec.field(default=UNSET, name="roomID")
+    max_results: (
+        Annotated[
+            int,
+            Meta(
+                ge=-MAX_SAFE_INTEGER,
+                le=MAX_SAFE_INTEGER,
+                description="The most rooms to return (read as JavaScript's `parseInt`; "
+                f"capped at {MAX_LIST_RESULTS}; 0 or less returns none).",
+                examples=[100],
+            ),
+        ]
+        | UnsetType
+    ) = msgspec.field(default=UNSET, name="maxResults")
+
+
+# ------------------------------------------------------------------------------ bodies
+
+
+class CreateRoomRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Required JSON: `{}` or `{"jurisdiction":"eu"}`."""
+
+    #: what the documentation shows, by summary
+    examples: ClassVar[dict[str, CreateRoomRequest]]
+
+    jurisdiction: Literal["eu"] | UnsetType = UNSET
+
+
+CreateRoomRequest.examples = {
+    "no jurisdiction": CreateRoomRequest(),
+    "EU jurisdiction": CreateRoomRequest(jurisdiction="eu"),
+}
+
+
+# ------------------------------------------------------------------------------ results
+
+
+class Empty(msgspec.Struct, forbid_unknown_fields=True):
+    """The result of a command that returns nothing."""
+
+
+class Room(msgspec.Struct, forbid_unknown_fields=True):
+    """A room's record."""
+
+    room_id: str = msgspec.field(name="roomID")
+    jurisdiction: Literal["", "eu"]
+    status: RoomStatus
+
+    @classmethod
+    def of(cls, record: RoomRecord) -> Room:
+        return cls(record.room_id, record.jurisdiction, record.status)
+
+
+class ListRoomsResult(msgspec.Struct, forbid_unknown_fields=True):
+    """A page of rooms."""
+
+    results: list[Room]
+    num_results: Annotated[int, Meta(ge=0, le=MAX_LIST_RESULTS)] = msgspec.field(name="numResults")
+    more: Annotated[
+        bool,
+        Meta(
+            description="Whether rooms follow the last result (fetch them with "
+            "`?startAfterKey=<its roomID>`)."
+        ),
+    ]
+
+
+class GetRoomContentsResult(msgspec.Struct, forbid_unknown_fields=True):
+    """A room's contents."""
+
+    contents: Annotated[
+        dict[str, Raw], Meta(description="Every live key of the room and its JSON value.")
+    ]
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+class ErrorDetail(msgspec.Struct, forbid_unknown_fields=True):
+    code: Annotated[int, Meta(description="The HTTP status.")]
+    resource: Literal["request", "rooms", "connections"]
+    message: str
+
+
+class Error(msgspec.Struct, forbid_unknown_fields=True):
+    """The error envelope."""
+
+    error: ErrorDetail
