@@ -1,5 +1,5 @@
-"""The reference app's mutators (/work/shared/reference/src/mutators.js) on reflectd, for the
-benchmark: the same work per mutation as the original server does with ``noauth.ts``
+"""The benchmark app's mutators (bench/node/mutators.js, which the client runs) on reflectd:
+the same work per mutation as the original server does serving bench/reflect/index.ts
 (no auth handler).
 
     reflectd serve bench/app.py:app --port 8080 --db /tmp/bench.sqlite3

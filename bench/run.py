@@ -2,7 +2,7 @@
 level; print a table, write JSON and draw a chart. See docs/performance.md.
 
     python -m bench.run --url http://127.0.0.1:8080            # any running server
-    python -m bench.run --side-by-side --reference-dir ~/reflect-reference
+    python -m bench.run --side-by-side                          # reflectd and the original
 
 Side by side, both servers run on this machine, fresh, and the runs alternate between them
 (reflectd first in odd repetitions, the original first in even ones), so that both see the
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--side-by-side",
         action="store_true",
-        help="start reflectd (bench/app.py) and the original (--reference-dir) and compare",
+        help="start reflectd (bench/app.py) and the original (bench/node/original.mjs) and compare",
     )
     where.add_argument(
         "--replot",
@@ -79,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reference-dir",
         default=os.environ.get("REFLECTD_REFERENCE_DIR"),
-        help="an npm-installed copy of /work/shared/reference, outside the repository "
-        "(default: $REFLECTD_REFERENCE_DIR)",
+        help="start the original from this folder instead of bench/node: its "
+        "start-reference-server.mjs (taking the options of bench/node/original.mjs) serving "
+        "reflect-server/noauth.ts, with node_modules installed (default: "
+        "$REFLECTD_REFERENCE_DIR)",
     )
     p.add_argument(
         "--targets",

@@ -141,21 +141,51 @@ def reflectd_target(work: Path, port: int, name: str = "reflectd") -> Target:
     )  # fmt: skip
 
 
-def reference_target(work: Path, port: int, reference_dir: Path) -> Target:
+#: the original Reflect server's start script: the pinned @rocicorp/reflect of bench/node under
+#: miniflare/workerd, as `reflect dev` runs it (installed by bench/bootstrap-node)
+ORIGINAL_SCRIPT = BENCH_DIR / "node" / "original.mjs"
+#: the benchmark app as a Reflect server module (no auth handler), which the original serves
+ORIGINAL_APP = BENCH_DIR / "reflect" / "index.ts"
+
+
+def original_command(reference_dir: Path | None = None) -> tuple[list[str], Path]:
+    """(argv without the port and data options, cwd) that start the original serving the
+    benchmark app: bench/node/original.mjs, or, with ``reference_dir``, a folder of your own
+    whose ``start-reference-server.mjs`` takes original.mjs's options and serves
+    ``reflect-server/noauth.ts`` (the same app without auth) from its own node_modules."""
+    if reference_dir is None:
+        if not (ORIGINAL_SCRIPT.parent / "node_modules" / "@rocicorp" / "reflect").is_dir():
+            raise ServerError(
+                "the original server runs from bench/node/node_modules, which is missing: "
+                "run bench/bootstrap-node (or pass --targets reflectd)"
+            )
+        return [
+            "node",
+            str(ORIGINAL_SCRIPT),
+            "--server-path",
+            str(ORIGINAL_APP),
+        ], ORIGINAL_SCRIPT.parent
     script = reference_dir / "start-reference-server.mjs"
     if not script.exists() or not (reference_dir / "node_modules").is_dir():
         raise ServerError(
-            f"--reference-dir {reference_dir}: expected an npm-installed copy of "
-            "/work/shared/reference (start-reference-server.mjs and node_modules/); make one "
-            "outside the repository:  cp -r /work/shared/reference DIR && cd DIR && npm install"
+            f"--reference-dir {reference_dir}: expected start-reference-server.mjs and an "
+            "npm-installed node_modules/ there; leave the option and REFLECTD_REFERENCE_DIR "
+            "unset to run the original from bench/node (bench/bootstrap-node installs it)"
         )
+    return ["node", str(script), "--server-path", "reflect-server/noauth.ts"], reference_dir
+
+
+def original_target(work: Path, port: int, reference_dir: Path | None = None) -> Target:
+    """The original Reflect server on ``port``, its rooms in ``work`` (fresh at the first start,
+    kept across restarts)."""
+    argv, cwd = original_command(reference_dir)
     common = [
-        "node", str(script), "--port", str(port), "--server-path", "reflect-server/noauth.ts",
-        "--persist", str(work / "reference-data"), "--log-level", "error",
+        *argv, "--port", str(port), "--persist", str(work / "original-data"),
+        "--log-level", "error",
     ]  # fmt: skip
     return Target(
         "original", f"http://127.0.0.1:{port}", argv=[*common, "--fresh"], restart_argv=common,
-        cwd=reference_dir, log_path=work / "original.log",
+        cwd=cwd, log_path=work / "original.log",
     )  # fmt: skip
 
 
@@ -169,13 +199,8 @@ def managed_targets(
             if name in REFLECTD_APPS:
                 t = reflectd_target(work, free_port(), name)
             elif name == "original":
-                if not reference_dir:
-                    raise ServerError(
-                        "the original needs --reference-dir or REFLECTD_REFERENCE_DIR: an "
-                        "npm-installed copy of /work/shared/reference outside the repository "
-                        "(or pass --targets reflectd)"
-                    )
-                t = reference_target(work, free_port(), Path(reference_dir).resolve())
+                folder = Path(reference_dir).resolve() if reference_dir else None
+                t = original_target(work, free_port(), folder)
             else:
                 raise ServerError(f"unknown target {name!r} (reflectd, reflectd-ts, original)")
             log(f"starting {name} on {t.url} (log: {t.log_path})")

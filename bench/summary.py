@@ -111,7 +111,7 @@ def summarize_runs(runs: Sequence[dict[str, Any]], targets: Sequence[str]) -> li
     return rows
 
 
-#: the goals of issue #6 part 1 (docs/performance.md)
+#: the performance goals (docs/performance.md, "Against the goals")
 GOALS: tuple[dict[str, Any], ...] = (
     {"goal": "closed loop round trip p50 <= 0.3x the original", "workload": "closed",
      "metric": "rtt_p50", "kind": "ratio", "op": "<=", "bound": 0.3,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import run
+from bench.realclient import node_available
 
 
 def test_help() -> None:
@@ -32,7 +33,7 @@ def test_missing_reference_dir_is_explained(
          "--out", str(tmp_path / "r.json")]
     )  # fmt: skip
     assert code == 2
-    assert "npm-installed copy" in capsys.readouterr().err
+    assert "start-reference-server.mjs" in capsys.readouterr().err
 
 
 def test_side_by_side_reflectd_only_writes_the_documented_json(tmp_path: Path) -> None:
@@ -68,3 +69,23 @@ def test_side_by_side_reflectd_only_writes_the_documented_json(tmp_path: Path) -
     tiny = goals["protocol 100 rooms x 2 clients >= 10,000 confirmed mutations/s"]
     assert tiny["met"] is None  # --quick: not the goal's size, so not judged
     assert "proto_rooms=3" in tiny["note"]
+
+
+@pytest.mark.skipif(node_available() is not None, reason=f"no Node driver: {node_available()}")
+def test_side_by_side_starts_the_original_from_bench_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REFLECTD_REFERENCE_DIR", raising=False)
+    out = tmp_path / "results.json"
+    code = run.main(
+        ["--side-by-side", "--targets", "reflectd,original", "--quick", "-n", "1",
+         "--workloads", "proto-rooms,closed", "--no-chart", "--plain", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert {(r["target"], r["workload"]) for r in doc["runs"]} == {
+        (t, w) for t in ("reflectd", "original") for w in ("proto-rooms", "closed")
+    }
+    rows = {(row["workload"], row["metric"]): row for row in doc["summary"]}
+    assert rows[("proto-rooms", "throughput")]["ratio"] > 0
+    assert rows[("closed", "rtt_p50")]["ratio"] > 0

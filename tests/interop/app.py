@@ -1,5 +1,5 @@
-"""The reference app (/work/shared/reference: src/mutators.js, reflect-server/index.ts and
-noauth.ts) ported to reflectd, for the interop tests:
+"""The interop tests' app (the mutators of bench/node/mutators.js and the auth handler of
+tests/interop/app/index.ts; noauth.ts leaves it out) ported to reflectd:
 
     reflectd serve tests/interop/app.py:app         # token must equal the userID
     reflectd serve tests/interop/app.py:noauth_app  # no auth handler
@@ -17,7 +17,7 @@ from typing import Any
 
 from reflectd import App
 
-# the reference app's mutators, ported once, in bench/app.py (this file is loaded by path)
+# the mutators, ported once, in bench/app.py (this file is loaded by path)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.app import MUTATORS
 

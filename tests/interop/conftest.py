@@ -1,8 +1,9 @@
 """Fixtures for the interop tests: the real @rocicorp/reflect client under Node against a server.
 
 Target: ``REFLECTD_INTEROP_TARGET=reflectd`` (default: ``reflectd serve tests/interop/app.py:app``)
-or ``reference`` (the original server; needs ``REFLECTD_REFERENCE_DIR``, an npm-installed copy
-of /work/shared/reference). Without Node >= 20 the tests skip, unless
+or ``original`` (the original server, ``bench/node/original.mjs`` serving
+``tests/interop/app/index.ts``; ``bench/bootstrap-node`` installs it). Without Node >= 20 the
+tests skip, unless
 ``REFLECTD_REQUIRE_INTEROP=1`` (CI), where that is a failure.
 """
 
@@ -92,7 +93,7 @@ def target() -> str:
 
 
 #: reflectd serves the test app in both forms: Python, and a Reflect server module (TypeScript)
-APP_FORMS = ["python", "typescript"] if interop_target() == "reflectd" else ["reference"]
+APP_FORMS = ["python", "typescript"] if interop_target() == "reflectd" else ["original"]
 
 
 @pytest.fixture(scope="session", params=APP_FORMS)

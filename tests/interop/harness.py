@@ -96,7 +96,7 @@ class NodeClients:
 
     ``client`` names an alias of tests/interop/versions/package.json to drive that published
     version instead of the pinned one (the driver's ``REFLECT_CLIENT``). ``mutators`` is an
-    ES module whose ``mutators`` the clients use instead of the reference app's (the driver's
+    ES module whose ``mutators`` the clients use instead of the test app's (the driver's
     ``REFLECT_MUTATORS``).
     """
 
@@ -476,7 +476,7 @@ class ServerProcess:
                 os.killpg(pgid, signal.SIGKILL)
                 proc.wait()
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)  # helpers left behind (the reference's workerd)
+            os.killpg(pgid, signal.SIGKILL)  # helpers left behind (the original's workerd)
         deadline = time.monotonic() + 10
         while self._ready() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -494,9 +494,12 @@ class ServerProcess:
 
 
 def interop_target() -> str:
+    """``reflectd`` (the default) or ``original`` (``reference`` is accepted for it)."""
     target = os.environ.get("REFLECTD_INTEROP_TARGET", "reflectd").strip() or "reflectd"
-    if target not in ("reflectd", "reference"):
-        raise ValueError(f"REFLECTD_INTEROP_TARGET must be reflectd or reference, not {target!r}")
+    if target == "reference":
+        target = "original"
+    if target not in ("reflectd", "original"):
+        raise ValueError(f"REFLECTD_INTEROP_TARGET must be reflectd or original, not {target!r}")
     return target
 
 
@@ -511,30 +514,11 @@ def server_command(
     """(argv, cwd, hint) that serve the test app (with or without its auth handler), in
     ``app_form`` "python" or "typescript" (a Reflect server module)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    if target == "reference":
-        ref = os.environ.get("REFLECTD_REFERENCE_DIR", "")
-        script = Path(ref) / "start-reference-server.mjs"
-        if not ref or not script.exists() or not (Path(ref) / "node_modules").is_dir():
-            raise ServerStartError(
-                "REFLECTD_INTEROP_TARGET=reference needs REFLECTD_REFERENCE_DIR: a copy of "
-                "/work/shared/reference outside the repository, with `npm install` run in it "
-                f"(got {ref!r})"
-            )
-        argv = [
-            "node",
-            str(script),
-            "--port",
-            str(port),
-            "--api-key",
-            REFERENCE_API_KEY,
-            "--persist",
-            str(data_dir / "reference-data"),
-            "--server-path",
-            "reflect-server/index.ts" if auth else "reflect-server/noauth.ts",
-            "--log-level",
-            "error",
-        ]
-        return argv, Path(ref), "(the reference Reflect server under miniflare)"
+    if target == "original":
+        argv, cwd = _original_command(auth)
+        argv += ["--port", str(port), "--api-key", REFERENCE_API_KEY, "--log-level", "error"]
+        argv += ["--persist", str(data_dir / "original-data")]
+        return argv, cwd, "(the original Reflect server under miniflare)"
     executable = Path(sys.executable).parent / "reflectd"
     argv = [
         str(executable),
@@ -555,6 +539,31 @@ def server_command(
             else "Check that `reflectd serve` works with this command line."
         )
         + " To check the tests themselves against the original server instead, set "
-        "REFLECTD_INTEROP_TARGET=reference and REFLECTD_REFERENCE_DIR."
+        "REFLECTD_INTEROP_TARGET=original."
     )
     return argv, REPO_ROOT, hint
+
+
+def _original_command(auth: bool) -> tuple[list[str], Path]:
+    """(argv, cwd) that start the original Reflect server serving the test app: the
+    benchmark's bench/node/original.mjs (the pinned @rocicorp/reflect under miniflare), or a
+    start-reference-server.mjs of your own in ``REFLECTD_REFERENCE_DIR`` (taking the same
+    options, serving reflect-server/index.ts or noauth.ts from its own node_modules)."""
+    folder = os.environ.get("REFLECTD_REFERENCE_DIR", "")
+    if folder:
+        script = Path(folder) / "start-reference-server.mjs"
+        if not script.exists() or not (Path(folder) / "node_modules").is_dir():
+            raise ServerStartError(
+                f"REFLECTD_REFERENCE_DIR={folder!r}: expected start-reference-server.mjs and an "
+                "npm-installed node_modules/ there; unset it to run the original from bench/node"
+            )
+        app = "reflect-server/index.ts" if auth else "reflect-server/noauth.ts"
+        return ["node", str(script), "--server-path", app], Path(folder)
+    node_dir = REPO_ROOT / "bench" / "node"
+    if not (node_dir / "node_modules" / "@rocicorp" / "reflect").is_dir():
+        raise ServerStartError(
+            "REFLECTD_INTEROP_TARGET=original runs the original from bench/node/node_modules, "
+            "which is missing: run bench/bootstrap-node"
+        )
+    app = REPO_ROOT / TS_APP[auth]
+    return ["node", str(node_dir / "original.mjs"), "--server-path", str(app)], node_dir

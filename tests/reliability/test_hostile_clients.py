@@ -76,7 +76,7 @@ async def server() -> AsyncIterator[Harness]:
 async def test_a_client_id_seen_in_presence_cannot_be_pushed_for_from_another_group(
     server: Harness,
 ) -> None:
-    """Spec 3.2 step 2: a mutation for a client of another group closes the pusher's socket
+    """As in the original: a mutation for a client of another group closes the pusher's socket
     with InvalidPush; nothing is stored, and the victim's mutation ids stay its own."""
     alice = await server.connect("alice-c", user_id="alice", client_group_id="g-alice-secret")
     await alice.mutate("put", {"key": "owner", "value": "alice"})

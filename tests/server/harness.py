@@ -198,7 +198,7 @@ def connect_params(
     lmid: int = 0,
     **extra: str,
 ) -> dict[str, str]:
-    """The query string the Reflect client sends (spec 1.1), as a dict."""
+    """The query string the Reflect client sends to ``/api/sync/v1/connect``, as a dict."""
     params = {
         "clientID": client_id,
         "clientGroupID": client_group_id,
@@ -329,7 +329,8 @@ class ProtocolViolation(AssertionError):
 
 
 def check_downstream(frame: JSON) -> None:
-    """Validate ``frame`` as the 0.39 client does (valita strict, spec 2.2 and 7.1)."""
+    """Validate ``frame`` as the 0.39 client does: its downstream message schemas (valita,
+    strict: no unknown fields), pokes and error frames included."""
     if not isinstance(frame, list) or not frame or not isinstance(frame[0], str):
         raise ProtocolViolation(f"not a [type, body] frame: {frame!r}")
     kind = frame[0]

@@ -1,4 +1,4 @@
-"""Commit before send (spec 1.4 durability, 4.1, 7.14): nothing leaves a room before the
+"""Commit before send: nothing leaves a room (no poke, no confirmation) before the
 writes it depends on are durable, and a failed commit acknowledges nothing."""
 
 from __future__ import annotations

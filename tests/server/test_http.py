@@ -1,4 +1,5 @@
-"""The worker-level endpoints (spec 5.9), the 404/405 envelope and CORS (spec 5.2)."""
+"""The endpoints outside rooms (the version at ``/``, the canary checks, client metrics and
+logs), the JSON 404/405 envelope and CORS, as the original answers them."""
 
 from __future__ import annotations
 

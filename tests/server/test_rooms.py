@@ -1,4 +1,5 @@
-"""Several clients and several rooms on one server (spec 3.4, 3.7, Appendix A)."""
+"""Several clients and several rooms on one server: writes and presence reach every client
+of a room and no other room; rooms load, unload, run their start handler and are closed."""
 
 from __future__ import annotations
 

@@ -132,7 +132,8 @@ const clientDir = new URL(
 const clientVersion = JSON.parse(readFileSync(new URL('package.json', clientDir), 'utf8')).version;
 const {Reflect} = await import(new URL('client.js', clientDir).href);
 
-// ---- mutators: the reference app's, each returning its mutation id, plus one the server lacks.
+// ---- mutators: the test app's (bench/node/mutators.js), each returning its mutation id,
+// plus one the server lacks.
 // REFLECT_MUTATORS=<path of an ES module> loads an app's own mutators instead: its export
 // `mutators` (or its default export), e.g. an app's src/mutators.ts bundled for Node.
 const MUTATORS_MODULE = process.env.REFLECT_MUTATORS ?? '';
