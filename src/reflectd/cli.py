@@ -25,8 +25,7 @@ from reflectd.cli_settings import (
     settings_from_environment,
     settings_from_options,
 )
-from reflectd.engine.handlers import EngineSettings
-from reflectd.js import JsLimits, JsRuntime
+from reflectd.js import JsRuntime
 from reflectd.loader import AppLoadError, load_app
 from reflectd.logs import LOG_LEVELS, LogFormat, configure_logging
 from reflectd.server.asgi import ReflectServer
@@ -82,8 +81,7 @@ def _serve(app: str, settings: Settings) -> None:
         advertise_url = default_advertise_url(process.host, process.port)
         server_settings = replace(server_settings, advertise_url=advertise_url)
     _configure(process.log_level, process.log_format)
-    app_ = _load(app, engine=server_settings.engine, js_limits=settings.js)
-    server = ReflectServer(app_, server_settings)
+    server = ReflectServer(_load(app, settings), server_settings)
     config = uvicorn.Config(server.asgi, lifespan="on", **_uvicorn_options(settings))
     _DrainingServer(config, server).run()
 
@@ -94,7 +92,7 @@ def _dev(app: str, settings: Settings) -> None:
     process = settings.process
     _configure(process.log_level, process.log_format)
     # fail here, with a clear message, rather than in the reloader's child
-    checked = _load(app, dev=True, engine=settings.server.engine, js_limits=settings.js)
+    checked = _load(app, settings, dev=True)
     if isinstance(checked.runtime, JsRuntime):
         watched = _bundle_dirs(checked)
         checked.runtime.close()
@@ -165,10 +163,7 @@ def dev_asgi_factory() -> object:
     settings ``dev`` put in the environment."""
     settings = settings_from_environment("dev")
     _configure(settings.process.log_level, settings.process.log_format)
-    app = _load(
-        os.environ[DEV_APP_ENV], dev=True, engine=settings.server.engine, js_limits=settings.js
-    )
-    return ReflectServer(app, settings.server).asgi
+    return ReflectServer(_load(os.environ[DEV_APP_ENV], settings, dev=True), settings.server).asgi
 
 
 cli.add_typer(keys, name="keys")
@@ -182,15 +177,9 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def _load(
-    spec: str,
-    *,
-    dev: bool = False,
-    engine: EngineSettings | None = None,
-    js_limits: JsLimits | None = None,
-) -> App:
+def _load(spec: str, settings: Settings, *, dev: bool = False) -> App:
     try:
-        return load_app(spec, dev=dev, engine=engine, js_limits=js_limits)
+        return load_app(spec, dev=dev, engine=settings.server.engine, js_limits=settings.js)
     except AppLoadError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

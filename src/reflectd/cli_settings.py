@@ -34,6 +34,8 @@ from reflectd.setting import Panel, SettingInfo, setting, setting_info
 
 #: the environment variables' prefix
 ENV_PREFIX = "REFLECTD_"
+#: the key of a group's field ``metadata`` that holds the prefix of its settings' names
+PREFIX = "reflectd.prefix"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,8 @@ class Settings:
 
     process: ProcessSettings = field(default_factory=ProcessSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
-    js: JsLimits = field(default_factory=JsLimits)
+    #: ``--js-cpu-limit-ms``, ``--js-heap-limit-mb``
+    js: JsLimits = field(default_factory=JsLimits, metadata={PREFIX: "js_"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,18 +92,18 @@ class Declared:
         return isinstance(self.type, types.UnionType)
 
 
-def _declared(cls: type, path: tuple[str, ...] = ()) -> Iterator[Declared]:
+def _declared(cls: type, path: tuple[str, ...] = (), prefix: str = "") -> Iterator[Declared]:
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         kind = hints[f.name]
         if isinstance(kind, type) and is_dataclass(kind):
-            yield from _declared(kind, (*path, f.name))
+            yield from _declared(kind, (*path, f.name), prefix + f.metadata.get(PREFIX, ""))
             continue
         info = setting_info(f)
         if info is None:
             raise TypeError(f"{cls.__name__}.{f.name} is not declared with reflectd.setting")
         assert f.default is not MISSING, f.name
-        yield Declared(info.name or f.name, (*path, f.name), kind, f.default, info)
+        yield Declared(prefix + f.name, (*path, f.name), kind, f.default, info)
 
 
 #: every setting, in the order of their panels, then of their declarations

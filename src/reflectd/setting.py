@@ -42,8 +42,6 @@ class SettingInfo:
     help: str
     #: the group it is listed under, in ``--help`` and in the docs
     panel: Panel
-    #: the option's name, when not the field's (``--js-cpu-limit-ms`` for ``cpu_limit_ms``)
-    name: str | None = None
     #: more for the docs table only (Markdown: links, advice)
     doc: str = ""
     #: False: an environment variable only, no flag (e.g. a secret)
@@ -58,32 +56,10 @@ class SettingInfo:
     folder: bool = False
 
 
-def setting(
-    default: T,
-    help: str,
-    *,
-    panel: Panel,
-    name: str | None = None,
-    doc: str = "",
-    flag: bool = True,
-    commands: tuple[str, ...] = ("serve", "dev"),
-    minimum: int | None = None,
-    shown_default: str | None = None,
-    folder: bool = False,
-    repr: bool = True,
-) -> T:
-    """A dataclass field with ``default``, declared as a setting (see ``SettingInfo``)."""
-    info = SettingInfo(
-        help=help,
-        panel=panel,
-        name=name,
-        doc=doc,
-        flag=flag,
-        commands=commands,
-        minimum=minimum,
-        shown_default=shown_default,
-        folder=folder,
-    )
+def setting(default: T, help: str, *, panel: Panel, repr: bool = True, **options: Any) -> T:
+    """A dataclass field with ``default``, declared as a setting; ``options`` are the other
+    fields of ``SettingInfo`` (``minimum=1``, ``commands=("serve",)``...)."""
+    info = SettingInfo(help, panel, **options)
     made: Any = field(default=default, repr=repr, metadata={METADATA_KEY: info})
     return cast(T, made)
 

@@ -117,7 +117,7 @@ def test_devs_child_loads_the_app_with_the_js_limits_and_engine_settings_it_was_
         loaded.append(kwargs)
         return load_app(spec)
 
-    monkeypatch.setattr(cli_module, "_load", load)
+    monkeypatch.setattr(cli_module, "load_app", load)
     monkeypatch.setattr(cli_module, "_configure", lambda level, log_format: None)
     assert dev_asgi_factory() is not None
     [kwargs] = loaded

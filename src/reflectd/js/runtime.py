@@ -56,17 +56,10 @@ class JsLimits:
         1000,
         "How long one mutator or handler may run before it is stopped (ms).",
         panel=Panel.JS,
-        name="js_cpu_limit_ms",
         minimum=1,
         doc="See [reflect-apps.md](reflect-apps.md).",
     )
-    heap_limit_mb: int = setting(
-        512,
-        "The JS runtime's heap limit (MiB).",
-        panel=Panel.JS,
-        name="js_heap_limit_mb",
-        minimum=16,
-    )
+    heap_limit_mb: int = setting(512, "The JS heap's size limit (MiB).", panel=Panel.JS, minimum=16)
 
 
 class JsError(Exception):
