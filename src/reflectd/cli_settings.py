@@ -42,17 +42,19 @@ PREFIX = "reflectd.prefix"
 class ProcessSettings:
     """What the process around the server is told: where to listen, how to log."""
 
-    host: str = setting("127.0.0.1", "Interface to listen on.", panel=Panel.SERVER)
-    port: int = setting(8080, "Port to listen on.", panel=Panel.SERVER)
+    host: str = setting("127.0.0.1", "Interface to listen on.", panel=Panel.LISTENING)
+    port: int = setting(8080, "Port to listen on.", panel=Panel.LISTENING)
     log_level: str = setting(
-        "info", f"One of: {', '.join(f'`{level}`' for level in LOG_LEVELS)}.", panel=Panel.SERVER
+        "info", f"One of: {', '.join(f'`{level}`' for level in LOG_LEVELS)}.", panel=Panel.LISTENING
     )
-    log_format: str = setting("text", "`text`, or `json` (one object a line).", panel=Panel.SERVER)
+    log_format: str = setting(
+        "text", "`text`, or `json` (one object a line).", panel=Panel.LISTENING
+    )
     forwarded_allow_ips: str = setting(
         "127.0.0.1",
         "Proxies trusted to report the client's address in `X-Forwarded-For` "
         "(comma-separated IPs or networks, or `*`); the address is what limits count.",
-        panel=Panel.SERVER,
+        panel=Panel.LISTENING,
     )
 
 
@@ -112,6 +114,7 @@ SETTINGS: tuple[Declared, ...] = tuple(
 )
 BY_NAME: Mapping[str, Declared] = {d.name: d for d in SETTINGS}
 assert len(BY_NAME) == len(SETTINGS), "two settings have the same name"
+_BY_PATH: Mapping[tuple[str, ...], Declared] = {d.path: d for d in SETTINGS}
 
 
 def for_command(command: str) -> list[Declared]:
@@ -163,12 +166,11 @@ def settings_from_options(values: Mapping[str, Any]) -> Settings:
 
 
 def _build(cls: Any, path: tuple[str, ...], values: Mapping[str, Any]) -> Any:
-    by_path = {d.path: d for d in SETTINGS}
     kwargs: dict[str, Any] = {}
     for f in fields(cls):
         at = (*path, f.name)
-        if at in by_path:
-            name = by_path[at].name
+        if at in _BY_PATH:
+            name = _BY_PATH[at].name
             if name in values:
                 kwargs[f.name] = _value(values[name])
         else:

@@ -22,7 +22,7 @@ T = TypeVar("T")
 class Panel(StrEnum):
     """The groups settings are listed under, in this order."""
 
-    SERVER = "Listening and logs"
+    LISTENING = "Listening and logs"
     STORAGE = "Storage and app"
     LIMITS = "Limits"
     TIMINGS = "Timings and threads"
