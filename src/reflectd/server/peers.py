@@ -7,7 +7,7 @@ value proves where it comes from::
 
     x-reflectd-proxied: <node id> <unix ms> <hex HMAC-SHA256>
 
-The HMAC is keyed by the cluster's secret (``LeaseStore.cluster_secret``, kept in the shared
+The HMAC is keyed by the cluster's secret (``ClusterStore.cluster_secret``, kept in the shared
 PostgreSQL database: only the nodes and whoever can read that database know it) and covers
 the node ID, the time, the path and the query's parameters, so a header is good for one
 request only (the same path and parameters), for ``MAX_AGE_MS``. A header that proves
@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 
 from starlette.requests import HTTPConnection
 
+from reflectd import clock
 from reflectd.server.http import client_address
 
 logger = logging.getLogger(__name__)
@@ -38,10 +39,6 @@ MAX_AGE_MS = 30_000
 WARN_EVERY_S = 60.0
 
 
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class PeerAuth:
     """Signs the requests this node forwards; recognizes those its peers signed."""
 
@@ -50,7 +47,7 @@ class PeerAuth:
         secret: bytes | None,
         node_id: str,
         *,
-        now_ms: Callable[[], int] = _wall_ms,
+        now_ms: Callable[[], int] = clock.now_ms,
     ) -> None:
         #: None: this node has no peers, and trusts no header
         self._secret = secret

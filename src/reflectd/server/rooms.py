@@ -1,6 +1,6 @@
 """The live rooms of this process: loading, auto-creating, unloading and draining them.
 
-With a backend that implements ``LeaseStore`` (PostgreSQL: several nodes share it) a room is
+With a backend that several nodes may share (``Backend.cluster()``: PostgreSQL) a room is
 loaded only once this node holds its lease: ``actor`` raises ``NotOwner`` (naming the owner)
 when another node holds it. A background task renews the leases held; a lost lease (or a
 renewal that fails past the lease's end) drops the room: its sockets are closed, its clients
@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import cast
 
 from reflectd.app import App
 from reflectd.engine.records import RoomRecord
@@ -26,24 +25,9 @@ from reflectd.server.actor import RoomActor
 from reflectd.server.settings import ServerSettings
 from reflectd.server.sockets import ClientSocket
 from reflectd.storage.base import Backend
-from reflectd.storage.leases import Lease, LeaseStore
+from reflectd.storage.leases import ClusterStore, Lease, commit_as_owner
 
 logger = logging.getLogger(__name__)
-
-_LEASE_METHODS = (
-    "acquire_lease",
-    "renew_lease",
-    "release_lease",
-    "current_lease",
-    "cluster_secret",
-)
-
-
-def lease_store(store: Backend) -> LeaseStore | None:
-    """``store`` as a ``LeaseStore`` if it implements one (several nodes may share it)."""
-    if all(callable(getattr(store, name, None)) for name in _LEASE_METHODS):
-        return cast(LeaseStore, store)
-    return None
 
 
 class RoomRegistry:
@@ -56,7 +40,9 @@ class RoomRegistry:
         self.app = app
         self.settings = settings
         self.node_id = node_id or settings.node_id
-        self.leases = lease_store(store) if self.node_id else None
+        #: the room leases (and control bus) of the nodes sharing the store; None: this
+        #: process alone serves every room
+        self.leases: ClusterStore | None = store.cluster() if self.node_id else None
         self.actors: dict[str, RoomActor] = {}
         self._loading: dict[str, asyncio.Task[RoomActor]] = {}
         self._releasing: dict[str, asyncio.Task[None]] = {}
@@ -95,10 +81,7 @@ class RoomRegistry:
             room.start()
             writes = room.take_writes()
             if not writes.is_empty():
-                if lease is not None and self.leases is not None:
-                    await self.leases.commit(room_id, writes, lease=lease)
-                else:
-                    await self.store.commit(room_id, writes)
+                await commit_as_owner(self.store, room_id, writes, lease=lease)
         except BaseException:
             if lease is not None and self.leases is not None:
                 with contextlib.suppress(Exception):
@@ -110,7 +93,6 @@ class RoomRegistry:
             idle_unload_ms=self.settings.room_idle_unload_ms,
             on_stop=self._forget,
             lease=lease,
-            leases=self.leases,
         )
         actor.lease_valid_until = acquired_at + self.settings.lease_ms / 1000
         self.actors[room_id] = actor
@@ -200,9 +182,9 @@ class RoomRegistry:
     # ----------------------------------------------------------------------- rooms
 
     async def open_room(self, room_id: str, jurisdiction: str) -> RoomActor:
-        """The actor of an open room, auto-creating the room on first connect (spec 1.3
-        step 10); ``RoomClosed`` for a closed or deleted room, ``NotOwner`` if the room lives
-        on another node."""
+        """The actor of an open room, creating the room on its first connect (as the original
+        server does); ``RoomClosed`` for a closed or deleted room, ``NotOwner`` if the room
+        lives on another node."""
         record = await self.store.get_room(room_id)
         if record is None:
             record = await self._auto_create(room_id, jurisdiction)

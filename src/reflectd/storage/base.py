@@ -1,4 +1,4 @@
-"""The storage protocol every backend implements (memory, SQLite, later PostgreSQL).
+"""The storage protocol every backend implements (memory, SQLite, PostgreSQL).
 
 A backend keeps, per app: the rooms index (``RoomRecord``), and per room: its version, its
 connected-clients set, its client records (plus tombstones of deleted clients) and its user
@@ -11,11 +11,14 @@ client's ``connected``) only after it returns.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 import msgspec
 
 from reflectd.engine.records import RoomRecord, RoomSnapshot, RoomStatus, RoomWrites
+
+if TYPE_CHECKING:
+    from reflectd.storage.leases import ClusterStore
 
 #: the schema version this code writes; backends migrate older stores up to it on open
 SCHEMA_VERSION = 2
@@ -99,5 +102,18 @@ class KeyStore(Protocol):
         """False if there is no such key."""
 
 
+class TombstoneReader(Protocol):
+    """Every backend keeps a tombstone per deleted client (its userID). The engine never reads
+    them, so they are not part of ``Store``; tests read them through this."""
+
+    async def client_tombstones(self, room_id: str) -> dict[str, str | None]:
+        """The room's client tombstones: clientID -> userID of the deleted record."""
+
+
 class Backend(Store, KeyStore, Protocol):
-    """What a storage backend implements: room data, the rooms index and API keys."""
+    """What a storage backend implements: room data, the rooms index and API keys, and says
+    whether several nodes may share it."""
+
+    def cluster(self) -> ClusterStore | None:
+        """This backend's room leases and control bus if several nodes may share it
+        (``reflectd.storage.leases``); None if only this process may use it."""

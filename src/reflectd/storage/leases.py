@@ -1,5 +1,5 @@
-"""Room ownership by lease, with the epoch as fencing token (the multi-node design of
-architecture.md).
+"""Room ownership by lease, with the epoch as fencing token: what several nodes sharing one
+store need (``ClusterStore``).
 
 Each room has at most one owner node at a time: the node holding its lease. A lease names the
 owner (``node_id``, and ``address`` where other nodes reach it), an ``epoch`` and an expiry.
@@ -25,20 +25,27 @@ The nodes sharing a store also share a secret, ``cluster_secret``: random bytes 
 the first node that asks, and kept in the store. A node signs what it forwards to another
 with it, so that a request from a client cannot pass for one from a node
 (``reflectd.server.peers``).
+
+A ``ClusterStore`` is a ``LeaseStore`` that also carries the nodes' control messages
+(``control_bus``, ``reflectd.storage.control``). A backend offers all of this through
+``Backend.cluster()``: the PostgreSQL backend and ``MemoryLeaseStore`` return themselves, the
+others None.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
+from reflectd import clock
 from reflectd.engine.records import RoomWrites
 from reflectd.errors import LeaseLost as LeaseLost  # defined in the one exception tree
 from reflectd.storage.base import Backend
+from reflectd.storage.control import ControlBus, MemoryControlHub
 from reflectd.storage.memory import MemoryStore
+from reflectd.storage.rows import FaultHook
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +87,27 @@ class LeaseStore(Protocol):
         made by the first call and the same for every node afterwards)."""
 
 
+class ClusterStore(LeaseStore, Protocol):
+    """Everything the nodes sharing a store need from it: room leases, the cluster's secret,
+    and the bus of their control messages."""
+
+    def control_bus(self, node_id: str) -> ControlBus:
+        """A new, unstarted end of the bus for the node ``node_id``."""
+
+
+async def commit_as_owner(
+    store: Backend, room_id: str, writes: RoomWrites, *, lease: Lease | None
+) -> None:
+    """Commit ``writes`` to the room: fenced by ``lease`` when this node holds the room by
+    lease (``LeaseLost``, nothing applied, once it does not), plainly without one."""
+    if lease is None:
+        await store.commit(room_id, writes)
+        return
+    cluster = store.cluster()
+    assert cluster is not None, "a lease comes from a store with leases"
+    await cluster.commit(room_id, writes, lease=lease)
+
+
 #: the length of a new cluster secret
 CLUSTER_SECRET_BYTES = 32
 
@@ -96,10 +124,6 @@ def check_lease_request(node_id: str, ttl_ms: int) -> None:
         raise ValueError(f"a lease's ttl_ms must be positive, got {ttl_ms}")
 
 
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @dataclass(slots=True)
 class _Held:
     """A room's lease row; a released lease has no owner (node_id "")."""
@@ -111,7 +135,8 @@ class _Held:
 
 
 class MemoryLeaseStore(MemoryStore):
-    """A ``MemoryStore`` with room leases, for tests: the reference ``LeaseStore``.
+    """A ``MemoryStore`` with room leases and a control bus, for tests and nodes in one
+    process: the reference ``ClusterStore``.
 
     ``now_ms`` is its clock (the wall clock by default); tests move it by hand.
     """
@@ -119,13 +144,20 @@ class MemoryLeaseStore(MemoryStore):
     def __init__(
         self,
         *,
-        fault: Callable[[str], None] | None = None,
-        now_ms: Callable[[], int] = wall_clock_ms,
+        fault: FaultHook | None = None,
+        now_ms: Callable[[], int] = clock.now_ms,
     ) -> None:
         super().__init__(fault=fault)
         self._now_ms = now_ms
         self._leases: dict[str, _Held] = {}
         self._secret: bytes | None = None
+        self._control = MemoryControlHub()
+
+    def cluster(self) -> ClusterStore:
+        return self
+
+    def control_bus(self, node_id: str) -> ControlBus:
+        return self._control.bus(node_id)
 
     async def acquire_lease(
         self, room_id: str, node_id: str, address: str, ttl_ms: int
@@ -194,4 +226,4 @@ class MemoryLeaseStore(MemoryStore):
 
 if TYPE_CHECKING:
     _BACKEND: type[Backend] = MemoryLeaseStore
-    _LEASE_STORE: type[LeaseStore] = MemoryLeaseStore
+    _CLUSTER_STORE: type[ClusterStore] = MemoryLeaseStore

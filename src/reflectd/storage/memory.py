@@ -6,10 +6,10 @@ commit that fails halfway leaves nothing behind. Nothing survives the process.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sortedcontainers import SortedDict
@@ -24,6 +24,10 @@ from reflectd.engine.records import (
 )
 from reflectd.errors import StorageError
 from reflectd.storage.base import ApiKeyRecord, Permission
+from reflectd.storage.rows import FaultHook, no_fault
+
+if TYPE_CHECKING:
+    from reflectd.storage.leases import ClusterStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +47,12 @@ _NO_DATA = _RoomData()
 class MemoryStore:
     """A ``Store`` kept in dicts.
 
-    ``fault``, for tests, is called with the name of each step of a commit ("before_entries",
-    "after_entries", "after_clients", "before_commit"); an exception it raises fails the commit.
+    ``fault``, for tests, is called at each step of a commit
+    (``reflectd.storage.rows.COMMIT_STEPS``); an exception it raises fails the commit.
     """
 
-    def __init__(self, *, fault: Callable[[str], None] | None = None) -> None:
-        self._fault = fault
+    def __init__(self, *, fault: FaultHook | None = None) -> None:
+        self._fault = fault or no_fault
         self._is_open = False
         self._is_closed = False
         #: roomID -> record, in roomID order (str order is UTF-8 byte order)
@@ -64,6 +68,10 @@ class MemoryStore:
     async def close(self) -> None:
         self._is_open = False
         self._is_closed = True
+
+    def cluster(self) -> ClusterStore | None:
+        """None: only this process sees the store (``MemoryLeaseStore`` is one with leases)."""
+        return None
 
     # ------------------------------------------------------------------ rooms index
 
@@ -95,7 +103,7 @@ class MemoryStore:
         room_ids = self._rooms.irange(minimum=start_key, inclusive=(not exclusive, True))
         return [self._rooms[room_id] for room_id in islice(room_ids, limit)]
 
-    # ------------------------------------------------------------------ room data
+    # ------------------------------------------------------------------ API keys
 
     async def create_api_key(self, record: ApiKeyRecord) -> bool:
         self._check_open()
@@ -130,6 +138,8 @@ class MemoryStore:
         self._api_keys[name] = msgspec.structs.replace(record, **changes)
         return True
 
+    # ------------------------------------------------------------------ room data
+
     async def load_room(self, room_id: str) -> RoomSnapshot:
         self._check_open()
         data = self._data.get(room_id, _NO_DATA)
@@ -156,10 +166,7 @@ class MemoryStore:
         self._data.pop(room_id, None)
 
     async def client_tombstones(self, room_id: str) -> dict[str, str | None]:
-        """The room's client tombstones: clientID -> userID of the deleted record.
-
-        Not part of ``Store``: the engine never reads them (spec 3.8); tests do.
-        """
+        """See ``reflectd.storage.base.TombstoneReader``."""
         self._check_open()
         return dict(sorted(self._data.get(room_id, _NO_DATA).client_tombstones.items()))
 
@@ -168,14 +175,14 @@ class MemoryStore:
     def _apply(self, old: _RoomData, writes: RoomWrites) -> _RoomData:
         """Build the room's state after ``writes``; a client both written and deleted ends
         deleted."""
-        self._fault_at("before_entries")
+        self._fault("before_entries")
         entries = {**old.entries, **writes.entries}
-        self._fault_at("after_entries")
+        self._fault("after_entries")
         clients = {**old.clients, **writes.clients}
         for client_id in writes.deleted_clients:
             clients.pop(client_id, None)
         client_tombstones = {**old.client_tombstones, **writes.deleted_clients}
-        self._fault_at("after_clients")
+        self._fault("after_clients")
         new = _RoomData(
             version=old.version if writes.version is None else writes.version,
             connected_clients=(
@@ -187,12 +194,8 @@ class MemoryStore:
             client_tombstones=client_tombstones,
             entries=entries,
         )
-        self._fault_at("before_commit")
+        self._fault("before_commit")
         return new
-
-    def _fault_at(self, point: str) -> None:
-        if self._fault is not None:
-            self._fault(point)
 
     def _check_open(self) -> None:
         if not self._is_open:

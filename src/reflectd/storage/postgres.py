@@ -23,33 +23,40 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
-from reflectd.engine.records import (
-    ClientRecord,
-    Entry,
-    RoomRecord,
-    RoomSnapshot,
-    RoomStatus,
-    RoomWrites,
-)
+from reflectd.engine.records import ClientRecord, RoomRecord, RoomSnapshot, RoomStatus, RoomWrites
 from reflectd.errors import DatabaseNotFound, StorageError
-from reflectd.storage.base import PERMISSIONS, ApiKeyRecord, Backend, Permission
+from reflectd.storage.base import ApiKeyRecord, Backend, Permission
+from reflectd.storage.control import ControlBus
 from reflectd.storage.leases import (
+    ClusterStore,
     Lease,
     LeaseLost,
-    LeaseStore,
     check_lease_request,
     new_cluster_secret,
 )
 from reflectd.storage.migrations.postgres import migrate, quote_ident, schema_version
+from reflectd.storage.postgres_bus import PostgresControlBus
+from reflectd.storage.postgres_url import PostgresURL
+from reflectd.storage.rows import (
+    API_KEY_COLUMNS,
+    CLIENT_COLUMNS,
+    ROOM_COLUMNS,
+    ROOM_DATA_TABLES,
+    FaultHook,
+    Row,
+    api_key_record,
+    api_key_values,
+    client_values,
+    no_fault,
+    room_record,
+    room_snapshot,
+)
 
 T = TypeVar("T")
 
-#: the schema the tables live in unless the URL or the caller names another
-DEFAULT_SCHEMA = "reflectd"
 #: connections per store: about twice the cores of the 2-core machines reflectd targets. On
 #: those, commits are bound by CPU (this process's and PostgreSQL's) more than by WAL flushes,
 #: which concurrent transactions share anyway: more connections only add contention (see
@@ -57,20 +64,14 @@ DEFAULT_SCHEMA = "reflectd"
 DEFAULT_POOL_SIZE = 4
 
 
-class Record(Protocol):
-    """An ``asyncpg.Record``: a row, indexed by column position."""
-
-    def __getitem__(self, index: int) -> Any: ...
-
-
 class Connection(Protocol):
     """The part of an ``asyncpg.Connection`` this backend uses (asyncpg ships no types)."""
 
     async def execute(self, query: str, *args: object) -> str: ...
 
-    async def fetch(self, query: str, *args: object) -> list[Record]: ...
+    async def fetch(self, query: str, *args: object) -> list[Row]: ...
 
-    async def fetchrow(self, query: str, *args: object) -> Record | None: ...
+    async def fetchrow(self, query: str, *args: object) -> Row | None: ...
 
     async def fetchval(self, query: str, *args: object) -> Any: ...
 
@@ -89,47 +90,15 @@ class Pool(Protocol):
     def terminate(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class PostgresURL:
-    """A ``postgresql://`` URL split into what asyncpg gets and what reflectd keeps."""
-
-    #: the URL handed to asyncpg (without reflectd's own ``schema`` parameter)
-    dsn: str
-    schema: str
-    #: the URL without its password, for messages
-    display: str
-    #: the session settings of every connection (beside those of the URL's query)
-    server_settings: dict[str, str]
-
-    @classmethod
-    def parse(cls, url: str, schema: str | None = None) -> PostgresURL:
-        parts = urlsplit(url)
-        if parts.scheme not in ("postgresql", "postgres"):
-            raise ValueError(f"not a postgresql:// URL: {_redact(url)!r}")
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        in_url = [value for name, value in query if name == "schema"]
-        if len(in_url) > 1 or (in_url and schema is not None and in_url[0] != schema):
-            raise ValueError(f"{_redact(url)}: the schema is named twice")
-        chosen = schema if schema is not None else in_url[0] if in_url else DEFAULT_SCHEMA
-        quote_ident(chosen)  # refuses an empty name or a NUL
-        rest = urlencode([(name, value) for name, value in query if name != "schema"])
-        dsn = urlunsplit(parts._replace(query=rest))
-        settings = {"synchronous_commit": "on"}
-        if not any(name == "application_name" for name, _ in query):
-            settings["application_name"] = "reflectd"
-        return cls(dsn=dsn, schema=chosen, display=_redact(dsn), server_settings=settings)
-
-
 class PostgresStore:
     """A ``Store`` in the PostgreSQL database named by ``url`` (``postgresql://`` or
     ``postgres://``, as libpq; ``?schema=NAME`` names the schema, else ``schema``, else
     ``reflectd``).
 
     ``pool_size`` bounds the connections; ``command_timeout`` (seconds) fails a statement that
-    takes longer with ``StorageError``. ``fault``, for tests, is called with the name of each
-    step of a commit ("before_entries", "after_entries", "after_clients", "before_commit",
-    the last inside the transaction just before COMMIT); an exception it raises fails the
-    commit like an I/O error.
+    takes longer with ``StorageError``. ``fault``, for tests, is called at each step of a commit
+    (``reflectd.storage.rows.COMMIT_STEPS``, "before_commit" inside the transaction just before
+    COMMIT); an exception it raises fails the commit like an I/O error.
     """
 
     def __init__(
@@ -140,7 +109,7 @@ class PostgresStore:
         pool_size: int = DEFAULT_POOL_SIZE,
         connect_timeout: float = 10.0,
         command_timeout: float | None = 30.0,
-        fault: Callable[[str], None] | None = None,
+        fault: FaultHook | None = None,
         create: bool = True,
     ) -> None:
         if pool_size < 1:
@@ -150,7 +119,7 @@ class PostgresStore:
         self.pool_size = pool_size
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
-        self._fault = fault
+        self._fault = fault or no_fault
         #: whether ``open`` creates a missing schema; else ``DatabaseNotFound``
         self._create = create
         self._sql = _Statements.for_schema(quote_ident(self.schema))
@@ -214,12 +183,22 @@ class PostgresStore:
         await self._idle.wait()
         await self._pool.close()
 
+    # ------------------------------------------------------------------ cluster
+
+    def cluster(self) -> ClusterStore:
+        """Several nodes may share a PostgreSQL schema: this store has their leases."""
+        return self
+
+    def control_bus(self, node_id: str) -> ControlBus:
+        """See ``reflectd.storage.postgres_bus``: a connection of its own, not a pooled one."""
+        return PostgresControlBus(self.url, node_id)
+
     # ------------------------------------------------------------------ rooms index
 
     async def get_room(self, room_id: str) -> RoomRecord | None:
         async def run(conn: Connection) -> RoomRecord | None:
             row = await conn.fetchrow(self._sql.get_room, room_id)
-            return None if row is None else _room(row)
+            return None if row is None else room_record(row)
 
         return await self._call(run, f"get room {room_id!r}")
 
@@ -248,7 +227,7 @@ class PostgresStore:
         query = self._sql.list_rooms_after if exclusive else self._sql.list_rooms_from
 
         async def run(conn: Connection) -> list[RoomRecord]:
-            return [_room(row) for row in await conn.fetch(query, start_key, limit)]
+            return [room_record(row) for row in await conn.fetch(query, start_key, limit)]
 
         return await self._call(run, "list rooms")
 
@@ -256,14 +235,7 @@ class PostgresStore:
 
     async def create_api_key(self, record: ApiKeyRecord) -> bool:
         async def run(conn: Connection) -> bool:
-            status = await conn.execute(
-                self._sql.create_api_key,
-                record.name,
-                record.key_hash,
-                " ".join(record.permissions),
-                record.created_ms,
-                record.last_used_ms,
-            )
+            status = await conn.execute(self._sql.create_api_key, *api_key_values(record))
             return _rowcount(status) == 1
 
         return await self._call(run, f"create API key {record.name!r}")
@@ -271,13 +243,13 @@ class PostgresStore:
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
         async def run(conn: Connection) -> ApiKeyRecord | None:
             row = await conn.fetchrow(self._sql.find_api_key, key_hash)
-            return None if row is None else _api_key(row)
+            return None if row is None else api_key_record(row)
 
         return await self._call(run, "find API key")
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:
         async def run(conn: Connection) -> list[ApiKeyRecord]:
-            return [_api_key(row) for row in await conn.fetch(self._sql.list_api_keys)]
+            return [api_key_record(row) for row in await conn.fetch(self._sql.list_api_keys)]
 
         return await self._call(run, "list API keys")
 
@@ -308,19 +280,13 @@ class PostgresStore:
         async def run(conn: Connection) -> RoomSnapshot:
             sql = self._sql
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                version = await conn.fetchval(sql.load_version, room_id)
-                connected = await conn.fetch(sql.load_connected, room_id)
-                clients = await conn.fetch(sql.load_clients, room_id)
-                entries = await conn.fetch(sql.load_entries, room_id)
-            return RoomSnapshot(
-                version=version,
-                connected_clients=frozenset(_text(row[0]) for row in connected),
-                clients={_text(row[0]): _client(row) for row in clients},
-                entries={
-                    _text(row[0]): Entry(version=row[1], deleted=row[2], value=row[3])
-                    for row in entries
-                },
-            )
+                return room_snapshot(
+                    await conn.fetchval(sql.load_version, room_id),
+                    connected=await conn.fetch(sql.load_connected, room_id),
+                    clients=await conn.fetch(sql.load_clients, room_id),
+                    entries=await conn.fetch(sql.load_entries, room_id),
+                    text=bytes.decode,
+                )
 
         return await self._call(run, f"load room {room_id!r}")
 
@@ -353,14 +319,11 @@ class PostgresStore:
         await self._call(run, f"delete data of room {room_id!r}")
 
     async def client_tombstones(self, room_id: str) -> dict[str, str | None]:
-        """The room's client tombstones: clientID -> userID of the deleted record.
-
-        Not part of ``Store``: the engine never reads them (spec 3.8); tests do.
-        """
+        """See ``reflectd.storage.base.TombstoneReader``."""
 
         async def run(conn: Connection) -> dict[str, str | None]:
             rows = await conn.fetch(self._sql.load_tombstones, room_id)
-            return {_text(row[0]): _optional_text(row[1]) for row in rows}
+            return {row[0].decode(): _optional_text(row[1]) for row in rows}
 
         return await self._call(run, f"load client tombstones of room {room_id!r}")
 
@@ -416,7 +379,7 @@ class PostgresStore:
         """Apply ``writes`` (in the caller's transaction); a client both written and deleted
         ends deleted."""
         sql = self._sql
-        self._fault_at("before_entries")
+        self._fault("before_entries")
         if writes.entries:
             items = writes.entries.items()
             await conn.execute(
@@ -427,7 +390,7 @@ class PostgresStore:
                 [e.deleted for _, e in items],
                 [e.value for _, e in items],
             )
-        self._fault_at("after_entries")
+        self._fault("after_entries")
         if writes.clients:
             await conn.execute(sql.upsert_clients, room_id, *_client_columns(writes.clients))
         if writes.deleted_clients:
@@ -440,7 +403,7 @@ class PostgresStore:
                 client_ids,
                 [_optional_bytes(user_id) for _, user_id in deleted],
             )
-        self._fault_at("after_clients")
+        self._fault("after_clients")
         if writes.version is not None:
             await conn.execute(sql.upsert_version, room_id, writes.version)
         if writes.connected_clients is not None:
@@ -451,11 +414,7 @@ class PostgresStore:
                     room_id,
                     [_bytes(client_id) for client_id in writes.connected_clients],
                 )
-        self._fault_at("before_commit")
-
-    def _fault_at(self, point: str) -> None:
-        if self._fault is not None:
-            self._fault(point)
+        self._fault("before_commit")
 
     async def cluster_secret(self) -> bytes:
         """See ``reflectd.storage.leases.LeaseStore``; the first node's secret stays."""
@@ -529,22 +488,22 @@ class _Statements:
 
     @classmethod
     def for_schema(cls, s: str) -> _Statements:
-        keys = "SELECT name, key_hash, permissions, created_ms, last_used_ms FROM {s}.api_keys"
+        keys = f"SELECT {API_KEY_COLUMNS} FROM {{s}}.api_keys"
         rooms = (
-            "SELECT room_id, jurisdiction, status FROM {s}.rooms"
+            f"SELECT {ROOM_COLUMNS} FROM {{s}}.rooms"
             " WHERE room_id {op} $1 ORDER BY room_id LIMIT $2"
         )
         statements = cls(
-            get_room="SELECT room_id, jurisdiction, status FROM {s}.rooms WHERE room_id = $1",
+            get_room=f"SELECT {ROOM_COLUMNS} FROM {{s}}.rooms WHERE room_id = $1",
             create_room=(
-                "INSERT INTO {s}.rooms (room_id, jurisdiction, status) VALUES ($1, $2, $3)"
+                f"INSERT INTO {{s}}.rooms ({ROOM_COLUMNS}) VALUES ($1, $2, $3)"
                 " ON CONFLICT (room_id) DO NOTHING"
             ),
             set_room_status="UPDATE {s}.rooms SET status = $2 WHERE room_id = $1",
             list_rooms_from=rooms.replace("{op}", ">="),
             list_rooms_after=rooms.replace("{op}", ">"),
             create_api_key=(
-                "INSERT INTO {s}.api_keys (name, key_hash, permissions, created_ms, last_used_ms)"
+                f"INSERT INTO {{s}}.api_keys ({API_KEY_COLUMNS})"
                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
             ),
             find_api_key=keys + " WHERE key_hash = $1",
@@ -555,7 +514,7 @@ class _Statements:
             load_version="SELECT version FROM {s}.room_versions WHERE room_id = $1",
             load_connected="SELECT client_id FROM {s}.connected_clients WHERE room_id = $1",
             load_clients=(
-                f"SELECT client_id, {_CLIENT_COLUMNS} FROM {{s}}.clients"
+                f"SELECT client_id, {CLIENT_COLUMNS} FROM {{s}}.clients"
                 " WHERE room_id = $1 ORDER BY client_id"
             ),
             load_entries=(
@@ -573,11 +532,11 @@ class _Statements:
                 " deleted = excluded.deleted, value = excluded.value"
             ),
             upsert_clients=(
-                f"INSERT INTO {{s}}.clients (room_id, client_id, {_CLIENT_COLUMNS})"
+                f"INSERT INTO {{s}}.clients (room_id, client_id, {CLIENT_COLUMNS})"
                 " SELECT $1, * FROM unnest($2::bytea[], $3::bytea[], $4::int8[], $5::int8[],"
                 " $6::int8[], $7::int8[], $8::bytea[], $9::int8[])"
                 " ON CONFLICT (room_id, client_id) DO UPDATE SET "
-                + ", ".join(f"{c} = excluded.{c}" for c in _CLIENT_COLUMNS.split(", "))
+                + ", ".join(f"{c} = excluded.{c}" for c in CLIENT_COLUMNS.split(", "))
             ),
             delete_clients=(
                 "DELETE FROM {s}.clients WHERE room_id = $1 AND client_id = ANY($2::bytea[])"
@@ -597,7 +556,7 @@ class _Statements:
                 " SELECT $1, unnest($2::bytea[])"
             ),
             delete_room_data=tuple(
-                f"DELETE FROM {{s}}.{table} WHERE room_id = $1" for table in _ROOM_DATA_TABLES
+                f"DELETE FROM {{s}}.{table} WHERE room_id = $1" for table in ROOM_DATA_TABLES
             ),
             # excluded.expires_at_ms - $4 is "now"; l.* are the row's values before the update
             acquire_lease=(
@@ -646,23 +605,10 @@ class _Statements:
         return dataclasses.replace(statements, **fill)
 
 
-_ROOM_DATA_TABLES = (
-    "room_versions",
-    "connected_clients",
-    "clients",
-    "client_tombstones",
-    "entries",
-)
-
 _LEASE_COLUMNS = "room_id, node_id, address, epoch, expires_at_ms"
 
 #: now, in ms since the Unix epoch, on the server's clock
 _NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
-
-_CLIENT_COLUMNS = (
-    "client_group_id, base_cookie, last_mutation_id, last_mutation_id_version,"
-    " last_seen_ms, user_id, last_mutation_id_at_close"
-)
 
 
 # ---------------------------------------------------------------------- rows and values
@@ -676,59 +622,18 @@ def _optional_bytes(text: str | None) -> bytes | None:
     return None if text is None else text.encode()
 
 
-def _text(data: bytes) -> str:
-    return data.decode()
-
-
 def _optional_text(data: bytes | None) -> str | None:
     return None if data is None else data.decode()
 
 
 def _client_columns(clients: dict[str, ClientRecord]) -> Iterable[list[object]]:
-    """The arrays of ``upsert_clients``: client IDs, then one per ``_CLIENT_COLUMNS``."""
-    records = clients.items()
-    return (
-        [_bytes(client_id) for client_id, _ in records],
-        [_bytes(c.client_group_id) for _, c in records],
-        [c.base_cookie for _, c in records],
-        [c.last_mutation_id for _, c in records],
-        [c.last_mutation_id_version for _, c in records],
-        [c.last_seen_ms for _, c in records],
-        [_optional_bytes(c.user_id) for _, c in records],
-        [c.last_mutation_id_at_close for _, c in records],
-    )
+    """The arrays of ``upsert_clients``: client IDs, then one per ``CLIENT_COLUMNS``."""
+    rows = [(_bytes(client_id), *client_values(c, data=_bytes)) for client_id, c in clients.items()]
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
-def _client(row: Record) -> ClientRecord:
-    """A row of ``load_clients`` (its first column is the client ID)."""
-    return ClientRecord(
-        client_group_id=_text(row[1]),
-        base_cookie=row[2],
-        last_mutation_id=row[3],
-        last_mutation_id_version=row[4],
-        last_seen_ms=row[5],
-        user_id=_optional_text(row[6]),
-        last_mutation_id_at_close=row[7],
-    )
-
-
-def _lease(row: Record) -> Lease:
+def _lease(row: Row) -> Lease:
     return Lease(room_id=row[0], node_id=row[1], address=row[2], epoch=row[3], expires_at_ms=row[4])
-
-
-def _room(row: Record) -> RoomRecord:
-    return RoomRecord(room_id=row[0], jurisdiction=row[1], status=row[2])
-
-
-def _api_key(row: Record) -> ApiKeyRecord:
-    permissions = tuple(p for p in row[2].split() if p in PERMISSIONS)
-    return ApiKeyRecord(
-        name=row[0],
-        key_hash=row[1],
-        permissions=permissions,
-        created_ms=row[3],
-        last_used_ms=row[4],
-    )
 
 
 async def _keep_session(conn: object) -> None:
@@ -745,23 +650,10 @@ def _rowcount(status: str) -> int:
     return 0
 
 
-def _redact(url: str) -> str:
-    """``url`` without its password (in the user part or the query)."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        host = parts.netloc.rsplit("@", 1)[1]
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(name == "password" for name, _ in query):
-        hidden = [(name, "***" if name == "password" else value) for name, value in query]
-        parts = parts._replace(query=urlencode(hidden, safe="*"))
-    return urlunsplit(parts)
-
-
 def _storage_error(what: str, exc: Exception) -> StorageError:
     return StorageError(f"{what} failed: {type(exc).__name__}: {exc}")
 
 
 if TYPE_CHECKING:
     _BACKEND: type[Backend] = PostgresStore
-    _LEASE_STORE: type[LeaseStore] = PostgresStore
+    _CLUSTER_STORE: type[ClusterStore] = PostgresStore

@@ -22,19 +22,28 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from reflectd.engine.records import (
-    ClientRecord,
-    Entry,
-    RoomRecord,
-    RoomSnapshot,
-    RoomStatus,
-    RoomWrites,
-)
+from reflectd.engine.records import RoomRecord, RoomSnapshot, RoomStatus, RoomWrites
 from reflectd.errors import DatabaseNotFound, StorageError
-from reflectd.storage.base import PERMISSIONS, ApiKeyRecord, Permission
+from reflectd.storage.base import ApiKeyRecord, Permission
 from reflectd.storage.migrations.sqlite import migrate
+from reflectd.storage.rows import (
+    API_KEY_COLUMNS,
+    CLIENT_COLUMNS,
+    ROOM_COLUMNS,
+    ROOM_DATA_TABLES,
+    FaultHook,
+    api_key_record,
+    api_key_values,
+    client_values,
+    no_fault,
+    room_record,
+    room_snapshot,
+)
+
+if TYPE_CHECKING:
+    from reflectd.storage.leases import ClusterStore
 
 T = TypeVar("T")
 
@@ -53,22 +62,22 @@ class _Job(Generic[T]):
 class SQLiteStore:
     """A ``Store`` in the SQLite file ``path`` (created with its parent directories).
 
-    ``fault``, for tests, is called on the writer thread with the name of each step of a commit
-    ("before_entries", "after_entries", "after_clients") and once per group just before COMMIT
-    ("before_commit"); an exception it raises fails the commit (or the group) like an I/O error.
+    ``fault``, for tests, is called on the writer thread at each step of a commit
+    (``reflectd.storage.rows.COMMIT_STEPS``), "before_commit" once per group just before
+    COMMIT; an exception it raises fails the commit (or the group) like an I/O error.
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         *,
-        fault: Callable[[str], None] | None = None,
+        fault: FaultHook | None = None,
         create: bool = True,
     ) -> None:
         if str(path) in ("", ":memory:") or str(path).startswith("file:"):
             raise ValueError(f"SQLiteStore needs a file path, got {str(path)!r}")
         self.path = Path(path)
-        self._fault = fault
+        self._fault = fault or no_fault
         #: whether ``open`` creates a missing file (and its folders); else ``DatabaseNotFound``
         self._create = create
         self._queue: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
@@ -100,6 +109,10 @@ class SQLiteStore:
         self._queue.put(stop)
         await asyncio.wrap_future(stop.future)
 
+    def cluster(self) -> ClusterStore | None:
+        """None: a SQLite file serves one process."""
+        return None
+
     # ------------------------------------------------------------------ rooms index
 
     async def get_room(self, room_id: str) -> RoomRecord | None:
@@ -108,8 +121,7 @@ class SQLiteStore:
     async def create_room(self, record: RoomRecord) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "INSERT INTO rooms (room_id, jurisdiction, status) VALUES (?, ?, ?)"
-                " ON CONFLICT (room_id) DO NOTHING",
+                f"INSERT INTO rooms ({ROOM_COLUMNS}) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (record.room_id, record.jurisdiction, record.status),
             )
             return cursor.rowcount == 1
@@ -133,11 +145,11 @@ class SQLiteStore:
 
         def run(conn: sqlite3.Connection) -> list[RoomRecord]:
             rows = conn.execute(
-                "SELECT room_id, jurisdiction, status FROM rooms"
+                f"SELECT {ROOM_COLUMNS} FROM rooms"
                 f" WHERE room_id {operator} ? ORDER BY room_id LIMIT ?",
                 (start_key, limit),
             )
-            return [RoomRecord(room_id=r[0], jurisdiction=r[1], status=r[2]) for r in rows]
+            return [room_record(row) for row in rows]
 
         return await self._call(run, "list rooms")
 
@@ -146,15 +158,9 @@ class SQLiteStore:
     async def create_api_key(self, record: ApiKeyRecord) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "INSERT INTO api_keys (name, key_hash, permissions, created_ms, last_used_ms)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (
-                    record.name,
-                    record.key_hash,
-                    " ".join(record.permissions),
-                    record.created_ms,
-                    record.last_used_ms,
-                ),
+                f"INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                api_key_values(record),
             )
             return cursor.rowcount == 1
 
@@ -163,13 +169,13 @@ class SQLiteStore:
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
         def run(conn: sqlite3.Connection) -> ApiKeyRecord | None:
             row = conn.execute(_SELECT_KEYS + " WHERE key_hash = ?", (key_hash,)).fetchone()
-            return None if row is None else _api_key(row)
+            return None if row is None else api_key_record(row)
 
         return await self._call(run, "find API key")
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:
         def run(conn: sqlite3.Connection) -> list[ApiKeyRecord]:
-            return [_api_key(row) for row in conn.execute(_SELECT_KEYS + " ORDER BY name")]
+            return [api_key_record(row) for row in conn.execute(_SELECT_KEYS + " ORDER BY name")]
 
         return await self._call(run, "list API keys")
 
@@ -208,16 +214,13 @@ class SQLiteStore:
 
     async def delete_room_data(self, room_id: str) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            for table in _ROOM_DATA_TABLES:
+            for table in ROOM_DATA_TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
 
         await self._call(run, f"delete data of room {room_id!r}", write=True)
 
     async def client_tombstones(self, room_id: str) -> dict[str, str | None]:
-        """The room's client tombstones: clientID -> userID of the deleted record.
-
-        Not part of ``Store``: the engine never reads them (spec 3.8); tests do.
-        """
+        """See ``reflectd.storage.base.TombstoneReader``."""
 
         def run(conn: sqlite3.Connection) -> dict[str, str | None]:
             rows = conn.execute(
@@ -233,17 +236,17 @@ class SQLiteStore:
 
     def _apply(self, conn: sqlite3.Connection, room_id: str, writes: RoomWrites) -> None:
         """Apply ``writes``; a client both written and deleted ends deleted."""
-        self._fault_at("before_entries")
+        self._fault("before_entries")
         conn.executemany(
             "INSERT OR REPLACE INTO entries (room_id, key, version, deleted, value)"
             " VALUES (?, ?, ?, ?, ?)",
             [(room_id, k, e.version, e.deleted, e.value) for k, e in writes.entries.items()],
         )
-        self._fault_at("after_entries")
+        self._fault("after_entries")
         conn.executemany(
-            f"INSERT OR REPLACE INTO clients (room_id, client_id, {_CLIENT_COLUMNS})"
+            f"INSERT OR REPLACE INTO clients (room_id, client_id, {CLIENT_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(room_id, client_id, *_client_row(c)) for client_id, c in writes.clients.items()],
+            [(room_id, client_id, *client_values(c)) for client_id, c in writes.clients.items()],
         )
         deleted = [(room_id, client_id) for client_id in writes.deleted_clients]
         conn.executemany("DELETE FROM clients WHERE room_id = ? AND client_id = ?", deleted)
@@ -252,7 +255,7 @@ class SQLiteStore:
             " VALUES (?, ?, ?)",
             [(room_id, client_id, user) for client_id, user in writes.deleted_clients.items()],
         )
-        self._fault_at("after_clients")
+        self._fault("after_clients")
         if writes.version is not None:
             conn.execute(
                 "INSERT OR REPLACE INTO room_versions (room_id, version) VALUES (?, ?)",
@@ -264,10 +267,6 @@ class SQLiteStore:
                 "INSERT INTO connected_clients (room_id, client_id) VALUES (?, ?)",
                 [(room_id, client_id) for client_id in writes.connected_clients],
             )
-
-    def _fault_at(self, point: str) -> None:
-        if self._fault is not None:
-            self._fault(point)
 
     # ------------------------------------------------------------------ the writer thread
 
@@ -349,7 +348,7 @@ class SQLiteStore:
                 else:
                     results.append((job, result))
                 conn.execute("RELEASE job")
-            self._fault_at("before_commit")
+            self._fault("before_commit")
             conn.execute("COMMIT")
         except Exception as exc:
             if conn.in_transaction:
@@ -365,84 +364,29 @@ class SQLiteStore:
 
 # ---------------------------------------------------------------------- queries
 
-_ROOM_DATA_TABLES = (
-    "room_versions",
-    "connected_clients",
-    "clients",
-    "client_tombstones",
-    "entries",
-)
-
-_CLIENT_COLUMNS = (
-    "client_group_id, base_cookie, last_mutation_id, last_mutation_id_version,"
-    " last_seen_ms, user_id, last_mutation_id_at_close"
-)
-
-
-def _client_row(c: ClientRecord) -> tuple[object, ...]:
-    """The values of ``_CLIENT_COLUMNS``, in that order."""
-    return (
-        c.client_group_id,
-        c.base_cookie,
-        c.last_mutation_id,
-        c.last_mutation_id_version,
-        c.last_seen_ms,
-        c.user_id,
-        c.last_mutation_id_at_close,
-    )
+_SELECT_KEYS = f"SELECT {API_KEY_COLUMNS} FROM api_keys"
 
 
 def _get_room(conn: sqlite3.Connection, room_id: str) -> RoomRecord | None:
-    row = conn.execute(
-        "SELECT jurisdiction, status FROM rooms WHERE room_id = ?", (room_id,)
-    ).fetchone()
-    return None if row is None else RoomRecord(room_id=room_id, jurisdiction=row[0], status=row[1])
+    row = conn.execute(f"SELECT {ROOM_COLUMNS} FROM rooms WHERE room_id = ?", (room_id,))
+    found = row.fetchone()
+    return None if found is None else room_record(found)
 
 
 def _load_room(conn: sqlite3.Connection, room_id: str) -> RoomSnapshot:
     args = (room_id,)
     version = conn.execute("SELECT version FROM room_versions WHERE room_id = ?", args).fetchone()
-    connected = conn.execute("SELECT client_id FROM connected_clients WHERE room_id = ?", args)
-    clients = conn.execute(
-        f"SELECT client_id, {_CLIENT_COLUMNS} FROM clients WHERE room_id = ? ORDER BY client_id",
-        args,
-    )
-    entries = conn.execute(
-        "SELECT key, version, deleted, value FROM entries WHERE room_id = ? ORDER BY key", args
-    )
-    return RoomSnapshot(
-        version=None if version is None else version[0],
-        connected_clients=frozenset(row[0] for row in connected),
-        clients={
-            row[0]: ClientRecord(
-                client_group_id=row[1],
-                base_cookie=row[2],
-                last_mutation_id=row[3],
-                last_mutation_id_version=row[4],
-                last_seen_ms=row[5],
-                user_id=row[6],
-                last_mutation_id_at_close=row[7],
-            )
-            for row in clients
-        },
-        entries={
-            key: Entry(version=v, deleted=bool(deleted), value=value)
-            for key, v, deleted, value in entries
-        },
-    )
-
-
-_SELECT_KEYS = "SELECT name, key_hash, permissions, created_ms, last_used_ms FROM api_keys"
-
-
-def _api_key(row: tuple[Any, ...]) -> ApiKeyRecord:
-    permissions = tuple(p for p in row[2].split() if p in PERMISSIONS)
-    return ApiKeyRecord(
-        name=row[0],
-        key_hash=row[1],
-        permissions=permissions,
-        created_ms=row[3],
-        last_used_ms=row[4],
+    return room_snapshot(
+        None if version is None else version[0],
+        connected=conn.execute("SELECT client_id FROM connected_clients WHERE room_id = ?", args),
+        clients=conn.execute(
+            f"SELECT client_id, {CLIENT_COLUMNS} FROM clients WHERE room_id = ? ORDER BY client_id",
+            args,
+        ),
+        entries=conn.execute(
+            "SELECT key, version, deleted, value FROM entries WHERE room_id = ? ORDER BY key",
+            args,
+        ),
     )
 
 
