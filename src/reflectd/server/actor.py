@@ -34,14 +34,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reflectd.clock import now_ms as now_ms  # sync and rest.routes import it from here
-from reflectd.engine.checkpoint import Checkpoint
 from reflectd.engine.handlers import AsyncAppRuntime
 from reflectd.engine.pending import PendingMutation
 from reflectd.engine.room import Close, Effect, Room, Send
 from reflectd.engine.turn import has_work, planned_calls, run_turn
 from reflectd.errors import LeaseLost, ProtocolError
 from reflectd.errors import RoomUnavailable as RoomUnavailable  # for rest.routes; in the tree
-from reflectd.server.errors import send_error_frame
+from reflectd.server.checkpoint import Checkpoint
 from reflectd.server.sockets import ClientSocket
 from reflectd.storage.base import Backend
 from reflectd.storage.leases import Lease, commit_as_owner
@@ -145,7 +144,7 @@ class RoomActor:
             try:
                 await asyncio.wait_for(self._wake.wait(), self._idle_unload_s)
             except TimeoutError:
-                if not self._calls and self.room.is_idle():
+                if not self._calls and not self.room.connections and not self.room.queue:
                     return False
         return not self._stopping
 
@@ -155,7 +154,7 @@ class RoomActor:
         checkpoint = Checkpoint.take(self.room)
         for call in calls:
             _run_call(call, self.room)
-        queued = self.room.queued_mutations()
+        queued = len(self.room.queue)
         if has_work(self.room):
             await self._prepare_turn()
             self._run_turn()
@@ -169,7 +168,7 @@ class RoomActor:
                 self.room_id,
                 e,
             )
-            await self._restore(checkpoint)
+            await checkpoint.restore(self.room, self.store)
             await self._replay(calls, min(queued, self.room.settings.max_mutations_per_turn))
         else:
             for call in calls:
@@ -212,7 +211,7 @@ class RoomActor:
             except LeaseLost:
                 raise
             except Exception as e:
-                await self._restore(checkpoint)
+                await checkpoint.restore(self.room, self.store)
                 call.error = e
                 logger.error("room %s: a call was refused, its commit failed: %s", self.room_id, e)
             self._settle(call)
@@ -223,7 +222,7 @@ class RoomActor:
                 if not has_work(self.room):
                     return
                 checkpoint = Checkpoint.take(self.room)
-                first = self.room.next_mutation()
+                first = self.room.queue[0] if self.room.queue else None
                 self._run_turn()
                 try:
                     await self._commit_and_deliver()
@@ -232,7 +231,7 @@ class RoomActor:
                 except Exception as e:
                     if first is None:
                         raise  # a turn without mutations: the storage itself fails
-                    await self._restore(checkpoint)
+                    await checkpoint.restore(self.room, self.store)
                     self._refuse(first, e)
         finally:
             self.room.settings = settings
@@ -247,16 +246,12 @@ class RoomActor:
             mutation.client_id,
             error,
         )
-        self.room.drop_mutations_of(mutation.client_id)
+        self.room.queue = [m for m in self.room.queue if m.client_id != mutation.client_id]
         for client_id in {mutation.client_id, *mutation.pusher_client_ids}:
-            connection_id = self.room.connection_id(client_id)
-            socket = None if connection_id is None else self.sockets.get(connection_id)
+            connection = self.room.connections.get(client_id)
+            socket = None if connection is None else self.sockets.get(connection.connection_id)
             if socket is not None:
                 socket.close()
-
-    async def _restore(self, checkpoint: Checkpoint) -> None:
-        """Undo what the room did since ``checkpoint``: storage holds the state from before."""
-        checkpoint.restore(self.room, await self.store.load_room(self.room_id))
 
     def _deliver(self, effects: list[Effect]) -> None:
         for effect in effects:
@@ -284,7 +279,7 @@ class RoomActor:
                 call.error.kind,
                 call.error.message,
             )
-            send_error_frame(call.socket, call.error)
+            call.socket.send_error(call.error)
         elif call.error is not None and call.socket is not None:
             call.socket.close()  # its commit failed: the client reconnects
 
