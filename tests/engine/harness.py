@@ -675,8 +675,14 @@ class RoomDriver:
         body: dict[str, Any] = response[1]
         return body
 
-    def close_beacon(self, client_id: str, last_mutation_id: int) -> BeaconOutcome:
-        outcome = self.room.close_beacon(client_id, last_mutation_id)
+    def close_beacon(
+        self, client_id: str, last_mutation_id: int, *, user_id: str | None = None
+    ) -> BeaconOutcome:
+        """The beacon, sent by ``user_id`` (by default the client's own user)."""
+        if user_id is None:
+            record = self.room.state.clients.get(client_id)
+            user_id = "" if record is None else record.user_id
+        outcome = self.room.close_beacon(client_id, last_mutation_id, user_id=user_id)
         self.commit()
         assert not self.room.take_effects(), "the close beacon never pokes"
         return outcome

@@ -1,4 +1,4 @@
-"""The close beacon, room side (spec 3.8 table; Appendix B 11; gotchas 19, 20)."""
+"""The close beacon, room side: its answers, and when the client's record and keys go."""
 
 from __future__ import annotations
 
@@ -23,6 +23,15 @@ def test_close_beacon_for_an_unknown_client_answers_404_and_changes_nothing() ->
     driver = RoomDriver()
     before = driver.observe()
     assert driver.close_beacon("nobody", 0) == BeaconOutcome(404, "client record not found")
+    assert driver.observe() == before
+
+
+def test_close_beacon_from_another_user_answers_403_and_changes_nothing() -> None:
+    driver = _room_where_gone_left_after_two_mutations()
+    before = driver.observe()
+    assert driver.close_beacon("gone", 2, user_id="mallory") == BeaconOutcome(
+        403, "client belongs to another user"
+    )
     assert driver.observe() == before
 
 

@@ -1,15 +1,18 @@
-"""The connect query (spec 1.1, 1.3 steps 5-7, 1.4 step 1): checks, order and messages."""
+"""The connect request: the URL's version, the gate, the query; checks, order and messages."""
 
 from __future__ import annotations
 
 import pytest
 
-from reflectd.errors import InvalidConnectionRequest
+from reflectd.errors import InvalidConnectionRequest, ProtocolError, VersionNotSupported
 from reflectd.protocol.connect import (
     ConnectQuery,
+    Gate,
+    check_gate,
     check_room_id,
     parse_connect_query,
     parse_gate_params,
+    parse_version,
     single_valued,
 )
 
@@ -169,3 +172,41 @@ def test_a_repeated_parameter_is_refused(name: str) -> None:
 
 def test_parameters_given_once_are_kept() -> None:
     assert single_valued(query().items()) == query()
+
+
+# ----------------------------------------------------------------------------- version, gate
+
+
+@pytest.mark.parametrize(("segment", "version"), [("v1", 1), ("v2", 2), ("v", None), ("1", None)])
+def test_the_urls_version_segment_is_v_and_digits(segment: str, version: int | None) -> None:
+    assert parse_version(segment) == version
+
+
+def test_the_gate_passes_room_user_jurisdiction_and_the_decoded_token() -> None:
+    gate = check_gate(query(jurisdiction="eu"), version=1, protocol="a%20b", auth_required=True)
+    assert gate == Gate(room_id="r1", user_id="u1", jurisdiction="eu", token="a b")
+
+
+def test_the_gate_without_a_protocol_header_has_no_token() -> None:
+    assert check_gate(query(), version=1, protocol=None, auth_required=False).token is None
+
+
+def _gate_refusal(params: dict[str, str], **kwargs: object) -> tuple[type[Exception], str]:
+    arguments: dict[str, object] = {"version": 1, "protocol": None, "auth_required": False}
+    with pytest.raises(ProtocolError) as caught:
+        check_gate(params, **{**arguments, **kwargs})  # type: ignore[arg-type]
+    return type(caught.value), caught.value.message
+
+
+def test_the_gate_checks_auth_first_then_the_version_then_the_query_then_the_token() -> None:
+    bad = query(roomID=None)
+    assert _gate_refusal(bad, version=2, auth_required=True) == (
+        InvalidConnectionRequest,
+        "auth required",
+    )
+    assert _gate_refusal(bad, version=2) == (VersionNotSupported, "unsupported version")
+    assert _gate_refusal(bad, protocol="%") == (
+        InvalidConnectionRequest,
+        "roomID parameter required",
+    )
+    assert _gate_refusal(query(), protocol="%") == (InvalidConnectionRequest, "malformed auth")

@@ -104,7 +104,7 @@ async def test_a_call_whose_data_the_storage_refuses_fails_alone_and_no_socket_c
     assert durable.server.registry is not None
     actor = durable.server.registry.actors["r1"]
     with pytest.raises(StorageError):
-        await actor.call(lambda room: room.close_beacon("c1", 2**63))
+        await actor.call(lambda room: room.close_beacon("c1", 2**63, user_id="u1"))
     await still_served(alice, bob, c1)
     await still_served(c1, alice, bob, value=3)
     record = (await durable.snapshot()).clients["c1"]

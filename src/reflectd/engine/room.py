@@ -8,7 +8,7 @@ delivers the effects: nothing that depends on a write leaves before the write is
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from reflectd.errors import (
     InvalidConnectionRequestLastMutationID,
 )
 from reflectd.protocol.codec import encode_connected, encode_pull_response
+from reflectd.protocol.connect import ConnectQuery
 from reflectd.protocol.messages import ConnectedBody, PullBody, PullResponseBody, PushBody
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,22 @@ class ConnectRequest:
     wsid: str
     debug_perf: bool = False
 
+    @classmethod
+    def of(
+        cls, query: ConnectQuery, *, connection_id: int, auth: Mapping[str, Any]
+    ) -> ConnectRequest:
+        """The request of a connect whose query passed every check, authenticated as ``auth``."""
+        return cls(
+            connection_id=connection_id,
+            client_id=query.client_id,
+            client_group_id=query.client_group_id,
+            auth=auth,
+            base_cookie=query.base_cookie,
+            lmid=query.lmid,
+            wsid=query.wsid,
+            debug_perf=query.debug_perf,
+        )
+
 
 @dataclass(slots=True)
 class Connection:
@@ -91,7 +108,7 @@ class Connection:
 
 @dataclass(frozen=True, slots=True)
 class BeaconOutcome:
-    """The close beacon's HTTP answer (spec 3.8 table)."""
+    """The close beacon's HTTP answer."""
 
     status: int
     text: str
@@ -142,10 +159,38 @@ class Room:
     def emit(self, effect: Effect) -> None:
         self._effects.append(effect)
 
+    # ----------------------------------------------------------------------- what the server asks
+
+    def is_idle(self) -> bool:
+        """No client connected and no mutation waiting: the room may be unloaded."""
+        return not self.connections and not self.queue
+
+    def queued_mutations(self) -> int:
+        return len(self.queue)
+
+    def next_mutation(self) -> PendingMutation | None:
+        """The mutation the next turn applies first, if any."""
+        return self.queue[0] if self.queue else None
+
+    def drop_mutations_of(self, client_id: str) -> None:
+        """Forget the queued mutations of ``client_id`` (its client pushes them again)."""
+        self.queue = [m for m in self.queue if m.client_id != client_id]
+
+    def connection_id(self, client_id: str) -> int | None:
+        """The connection of ``client_id``, if it is connected."""
+        connection = self.connections.get(client_id)
+        return None if connection is None else connection.connection_id
+
+    def live_entries(self) -> Iterator[tuple[str, bytes]]:
+        """The room's contents: each live key with its value's JSON, in key order."""
+        for key, entry in self.state.entries.items():
+            if not entry.deleted:
+                yield key, entry.value
+
     # ----------------------------------------------------------------------- room start
 
     def start(self) -> None:
-        """Run the room-start handler (spec 3.9). Its writes bump the version; no poke.
+        """Run the room-start handler. Its writes bump the version; no poke.
 
         Raises ``AppCodeFailed`` if the handler fails; the room must then not be used.
         """
@@ -161,7 +206,7 @@ class Room:
     # ----------------------------------------------------------------------- connect
 
     def connect(self, request: ConnectRequest, *, now_ms: int) -> None:
-        """Validate and register a connection (spec 1.4); queue its ``connected`` frame.
+        """Validate and register a connection; queue its ``connected`` frame.
 
         Raises an ``InvalidConnectionRequest`` (or subclass) and changes nothing if invalid.
         """
@@ -217,7 +262,7 @@ class Room:
     # ----------------------------------------------------------------------- push / pull
 
     def push(self, client_id: str, connection_id: int, push: PushBody, *, now_ms: int) -> None:
-        """Validate a push and queue its new mutations (spec 3.2); raise ``InvalidPush``."""
+        """Validate a push and queue its new mutations; raise ``InvalidPush``."""
         connection = self.connection(client_id, connection_id)
         plan = plan_push(
             self.queue,
@@ -245,7 +290,7 @@ class Room:
         enqueue(self.queue, plan, client_id)
 
     def pull(self, client_id: str, connection_id: int, pull: PullBody) -> None:
-        """Answer a pull (mutation recovery of another client group, spec 2.2)."""
+        """Answer a pull (mutation recovery of another client group)."""
         self.connection(client_id, connection_id)
         changes = {
             other_id: record.last_mutation_id
@@ -263,11 +308,14 @@ class Room:
 
     # ----------------------------------------------------------------------- close beacon
 
-    def close_beacon(self, client_id: str, last_mutation_id: int) -> BeaconOutcome:
-        """The client says it is gone for good, having created ``last_mutation_id`` (3.8)."""
+    def close_beacon(self, client_id: str, last_mutation_id: int, *, user_id: str) -> BeaconOutcome:
+        """The client says it is gone for good, having created ``last_mutation_id``; the
+        beacon comes from ``user_id``, and only the client's own user may send it."""
         record = self.state.clients.get(client_id)
         if record is None:
             return BeaconOutcome(404, "client record not found")
+        if record.user_id and record.user_id != user_id:
+            return BeaconOutcome(403, "client belongs to another user")
         if client_id in self.state.connected_clients or client_id in self.connections:
             self.state.put_client(
                 client_id,
@@ -358,7 +406,8 @@ class Room:
         return tx.writes
 
     def delete_client(self, client_id: str, *, version: int) -> dict[str, Entry]:
-        """Delete a client (spec 3.8): delete handler, ``-/p/<clientID>`` keys, record.
+        """Delete a client: run the delete handler, tombstone its ``-/p/<clientID>`` keys, drop
+        its record.
 
         Returns the user entries written, all at ``version``; the caller sets the version.
         """

@@ -1,5 +1,12 @@
-"""The connect request's query string (spec 1.1, 1.3, 1.4), parsed with the original's
-checks, in its order, with its error messages."""
+"""The connect request: its URL's version, the gate's checks and its query string, with the
+original server's checks, in its order, with its error messages.
+
+A connect passes, in this order: the gate (``check_gate``: an auth token when the app has an
+auth handler, the protocol version, the clientID / roomID / userID / jurisdiction
+parameters, a readable token), the auth handler (the server's), the room (open, not
+closed), then the rest of the query (``parse_connect_query``) and the room's own checks
+(``Room.connect``). Each failure is an error frame the client reads.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +15,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from reflectd.errors import InvalidConnectionRequest
-from reflectd.protocol.jsparse import is_safe_integer, parse_int
+from reflectd.errors import InvalidConnectionRequest, VersionNotSupported
+from reflectd.protocol.jsparse import decode_uri_component, is_safe_integer, parse_int
+
+#: the sync protocol version this server speaks (``/api/sync/v<version>/connect``)
+SUPPORTED_VERSION = 1
+_VERSION_SEGMENT = re.compile(r"v(\d+)")
 
 ROOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_/-]+")
 ROOM_ID_RULE = "/^[A-Za-z0-9_/-]+$/"
@@ -18,6 +29,43 @@ ROOM_ID_RULE = "/^[A-Za-z0-9_/-]+$/"
 def check_room_id(room_id: str) -> None:
     if not ROOM_ID_PATTERN.fullmatch(room_id):
         raise InvalidConnectionRequest(f'Invalid roomID "{room_id}" (must match {ROOM_ID_RULE})')
+
+
+def parse_version(segment: str) -> int | None:
+    """The version of a URL's ``v<digits>`` segment; None if it is not one."""
+    match = _VERSION_SEGMENT.fullmatch(segment)
+    return None if match is None else int(match.group(1))
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """What passed the gate: who connects to which room, and the auth token to check."""
+
+    room_id: str
+    user_id: str
+    jurisdiction: Literal["", "eu"]
+    #: the token the client sent (decoded), None if it sent none
+    token: str | None
+
+
+def check_gate(
+    query: Mapping[str, str], *, version: int, protocol: str | None, auth_required: bool
+) -> Gate:
+    """The gate's checks, in order. ``protocol`` is the ``Sec-WebSocket-Protocol`` header,
+    which carries the client's auth token (URI-encoded); ``auth_required`` when the app has an
+    auth handler. Raises ``InvalidConnectionRequest`` or ``VersionNotSupported``."""
+    if auth_required and protocol is None:
+        raise InvalidConnectionRequest("auth required")
+    if version != SUPPORTED_VERSION:
+        raise VersionNotSupported("unsupported version")
+    _, room_id, user_id, jurisdiction = parse_gate_params(query)
+    token = None
+    if protocol is not None:
+        try:
+            token = decode_uri_component(protocol)
+        except ValueError:
+            raise InvalidConnectionRequest("malformed auth") from None
+    return Gate(room_id=room_id, user_id=user_id, jurisdiction=jurisdiction, token=token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +94,7 @@ def single_valued(items: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def parse_gate_params(query: Mapping[str, str]) -> tuple[str, str, str, Literal["", "eu"]]:
-    """The gate's checks (spec 1.3 steps 5-7): clientID, roomID, userID, jurisdiction."""
+    """The gate's checks of the query: clientID, roomID, userID, jurisdiction."""
     for name in ("clientID", "roomID", "userID"):
         if not query.get(name):
             raise InvalidConnectionRequest(f"{name} parameter required")
@@ -58,7 +106,8 @@ def parse_gate_params(query: Mapping[str, str]) -> tuple[str, str, str, Literal[
 
 
 def parse_connect_query(query: Mapping[str, str], url: str) -> ConnectQuery:
-    """All checks of a connect request's query (spec 1.3 steps 5-7, then 1.4 step 1)."""
+    """All checks of a connect request's query: the gate's, then clientGroupID, baseCookie,
+    ts and lmid."""
     client_id, room_id, user_id, jurisdiction = parse_gate_params(query)
 
     def required(name: str) -> str:

@@ -34,13 +34,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reflectd.clock import now_ms as now_ms  # sync and rest.routes import it from here
+from reflectd.engine.checkpoint import Checkpoint
 from reflectd.engine.handlers import AsyncAppRuntime
 from reflectd.engine.pending import PendingMutation
 from reflectd.engine.room import Close, Effect, Room, Send
 from reflectd.engine.turn import has_work, planned_calls, run_turn
 from reflectd.errors import LeaseLost, ProtocolError
 from reflectd.errors import RoomUnavailable as RoomUnavailable  # for rest.routes; in the tree
-from reflectd.server.checkpoint import Checkpoint
+from reflectd.server.errors import send_error_frame
 from reflectd.server.sockets import ClientSocket
 from reflectd.storage.base import Backend
 from reflectd.storage.leases import Lease, commit_as_owner
@@ -144,7 +145,7 @@ class RoomActor:
             try:
                 await asyncio.wait_for(self._wake.wait(), self._idle_unload_s)
             except TimeoutError:
-                if not self._calls and not self.room.connections and not self.room.queue:
+                if not self._calls and self.room.is_idle():
                     return False
         return not self._stopping
 
@@ -154,7 +155,7 @@ class RoomActor:
         checkpoint = Checkpoint.take(self.room)
         for call in calls:
             _run_call(call, self.room)
-        queued = len(self.room.queue)
+        queued = self.room.queued_mutations()
         if has_work(self.room):
             await self._prepare_turn()
             self._run_turn()
@@ -168,7 +169,7 @@ class RoomActor:
                 self.room_id,
                 e,
             )
-            await checkpoint.restore(self.room, self.store)
+            await self._restore(checkpoint)
             await self._replay(calls, min(queued, self.room.settings.max_mutations_per_turn))
         else:
             for call in calls:
@@ -211,7 +212,7 @@ class RoomActor:
             except LeaseLost:
                 raise
             except Exception as e:
-                await checkpoint.restore(self.room, self.store)
+                await self._restore(checkpoint)
                 call.error = e
                 logger.error("room %s: a call was refused, its commit failed: %s", self.room_id, e)
             self._settle(call)
@@ -222,7 +223,7 @@ class RoomActor:
                 if not has_work(self.room):
                     return
                 checkpoint = Checkpoint.take(self.room)
-                first = self.room.queue[0] if self.room.queue else None
+                first = self.room.next_mutation()
                 self._run_turn()
                 try:
                     await self._commit_and_deliver()
@@ -231,7 +232,7 @@ class RoomActor:
                 except Exception as e:
                     if first is None:
                         raise  # a turn without mutations: the storage itself fails
-                    await checkpoint.restore(self.room, self.store)
+                    await self._restore(checkpoint)
                     self._refuse(first, e)
         finally:
             self.room.settings = settings
@@ -246,12 +247,16 @@ class RoomActor:
             mutation.client_id,
             error,
         )
-        self.room.queue = [m for m in self.room.queue if m.client_id != mutation.client_id]
+        self.room.drop_mutations_of(mutation.client_id)
         for client_id in {mutation.client_id, *mutation.pusher_client_ids}:
-            connection = self.room.connections.get(client_id)
-            socket = None if connection is None else self.sockets.get(connection.connection_id)
+            connection_id = self.room.connection_id(client_id)
+            socket = None if connection_id is None else self.sockets.get(connection_id)
             if socket is not None:
                 socket.close()
+
+    async def _restore(self, checkpoint: Checkpoint) -> None:
+        """Undo what the room did since ``checkpoint``: storage holds the state from before."""
+        checkpoint.restore(self.room, await self.store.load_room(self.room_id))
 
     def _deliver(self, effects: list[Effect]) -> None:
         for effect in effects:
@@ -279,7 +284,7 @@ class RoomActor:
                 call.error.kind,
                 call.error.message,
             )
-            call.socket.send_error(call.error)
+            send_error_frame(call.socket, call.error)
         elif call.error is not None and call.socket is not None:
             call.socket.close()  # its commit failed: the client reconnects
 

@@ -1,5 +1,6 @@
-"""HTTP error responses: the Reflect envelope (spec 5.2), 503 while unavailable, and the 500
-that names an error id instead of carrying an exception's text."""
+"""Errors as the wire carries them: the sync socket's error frame, and the HTTP responses (the
+Reflect envelope, 503 while unavailable, and the 500 that names an error id instead of
+carrying an exception's text)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,22 @@ from typing import Literal
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from reflectd.errors import ProtocolError
+from reflectd.protocol.codec import encode_error
+from reflectd.server.sockets import ClientSocket
+
 Resource = Literal["request", "rooms", "connections"]
 
 #: what ``Retry-After`` says on a 503: about the time a restarted node takes to serve again
 RETRY_AFTER_S = 5
+
+
+def send_error_frame(socket: ClientSocket, error: ProtocolError) -> None:
+    """The one place a ``ProtocolError`` becomes wire output: the frame ``["error", kind,
+    message]``, then the socket closes (after the frame) unless the error keeps it open."""
+    socket.send(encode_error(error.kind, error.message))
+    if error.closes_socket:
+        socket.close()
 
 
 def api_error(status: int, message: str, resource: Resource = "request") -> JSONResponse:

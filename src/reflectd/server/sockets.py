@@ -19,8 +19,6 @@ from typing import Any
 from starlette.types import Message
 from starlette.websockets import WebSocket
 
-from reflectd.errors import ProtocolError
-from reflectd.protocol.codec import encode_error
 from reflectd.server.uvicorn_ws import FRAMES_EXTENSION, FrameSink, text_frame
 
 logger = logging.getLogger(__name__)
@@ -85,12 +83,6 @@ class ClientSocket:
                 self._max_buffer_bytes,
             )
             self._drop()
-
-    def send_error(self, error: ProtocolError) -> None:
-        """Send the error frame; close afterwards unless the error keeps the socket open."""
-        self.send(encode_error(error.kind, error.message))
-        if error.closes_socket:
-            self.close()
 
     def close(self) -> None:
         """Close (without an error frame) once the frames queued so far are sent."""

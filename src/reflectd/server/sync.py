@@ -1,8 +1,10 @@
 """The sync endpoints: the WebSocket ``/api/sync/v1/connect`` and the close beacon.
 
-Connect failures are delivered inside an accepted socket (spec 1.2): accept with the
-``Sec-WebSocket-Protocol`` echoed verbatim, send ``["error", kind, message]``, close. This
-module is the one place where a ``ProtocolError`` becomes wire output.
+The adapter between the sockets and the rooms: it parses what arrives (the protocol's rules
+are in ``reflectd.protocol``), applies the server's own limits, hands the rest to the room's
+actor, and reports errors (``send_error_frame``). Connect failures are delivered inside an
+accepted socket, as the client expects: accept with the ``Sec-WebSocket-Protocol`` echoed
+verbatim, send ``["error", kind, message]``, close.
 """
 
 from __future__ import annotations
@@ -10,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import re
 import time
 from collections import Counter
 from functools import partial
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.websockets import WebSocket
@@ -31,15 +31,25 @@ from reflectd.errors import (
     ReflectdError,
     RoomUnavailable,
     Unauthorized,
-    VersionNotSupported,
 )
+from reflectd.protocol.beacon import beacon_query_problem, bearer_token, decode_beacon_body
 from reflectd.protocol.codec import PONG_FRAME, parse_upstream
-from reflectd.protocol.connect import parse_connect_query, parse_gate_params, single_valued
-from reflectd.protocol.jsparse import decode_uri_component
-from reflectd.protocol.messages import Count, PingBody, PullBody, PushBody
+from reflectd.protocol.connect import (
+    check_gate,
+    parse_connect_query,
+    parse_version,
+    single_valued,
+)
+from reflectd.protocol.messages import PingBody, PullBody, PushBody
 from reflectd.server.actor import RoomActor, now_ms
 from reflectd.server.auth import Authenticator
-from reflectd.server.errors import RETRY_AFTER_S, api_error, internal_error, unavailable
+from reflectd.server.errors import (
+    RETRY_AFTER_S,
+    api_error,
+    internal_error,
+    send_error_frame,
+    unavailable,
+)
 from reflectd.server.http import client_address
 from reflectd.server.peers import PeerAuth
 from reflectd.server.proxy import forward_request, proxy_socket
@@ -49,19 +59,17 @@ from reflectd.server.sockets import ClientSocket
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_VERSION = 1
 #: how often a socket whose room's owner is unreachable tries again to reach or take it (s)
 _OWNER_RETRY_S = 0.25
-_VERSION = re.compile(r"v(\d+)")
 
 
 def bad_version(segment: str) -> Response:
-    """The plain-text 500 for a version segment that is not ``v<digits>`` (spec 1.1)."""
+    """The original's plain-text 500 for a version segment that is not ``v<digits>``."""
     return PlainTextResponse(f"invalid version found by withVersion, {segment}", 500)
 
 
 def is_version_segment(segment: str) -> bool:
-    return _VERSION.fullmatch(segment) is not None
+    return parse_version(segment) is not None
 
 
 class SyncEndpoints:
@@ -91,7 +99,7 @@ class SyncEndpoints:
     # ----------------------------------------------------------------------- connect
 
     async def connect(self, websocket: WebSocket) -> None:
-        version = _VERSION.fullmatch(websocket.path_params["version"])
+        version = parse_version(websocket.path_params["version"])
         if version is None:
             await websocket.send_denial_response(bad_version(websocket.path_params["version"]))
             return
@@ -106,10 +114,10 @@ class SyncEndpoints:
         address = client_address(websocket)
         self._per_address[address] += 1
         try:
-            actor = await self._open_or_proxy(socket, int(version.group(1)), protocol)
+            actor = await self._open_or_proxy(socket, version, protocol)
         except ProtocolError as e:
             logger.info("connect refused: %s: %s", e.kind, e.message)
-            socket.send_error(e)
+            send_error_frame(socket, e)
         except ReflectdError:
             socket.close()  # the room stopped meanwhile: the client reconnects at once
         except Exception:  # e.g. the room-start handler raised: close, no details
@@ -171,9 +179,10 @@ class SyncEndpoints:
     async def _open(
         self, socket: ClientSocket, version: int, protocol: str | None, *, proxied: bool
     ) -> RoomActor:
-        """The gate (spec 1.3), then the room's connect (1.4). Returns the room's actor once
-        ``connected`` is queued (after the client record is durable). A socket ``proxied``
-        by another node was counted against its client's address there."""
+        """The server's connection limits, the gate, the auth handler, the room, then the
+        room's connect. Returns the room's actor once ``connected`` is queued (after the
+        client record is durable). A socket ``proxied`` by another node was counted against
+        its client's address there."""
         websocket = socket.websocket
         limits = self.settings.limits
         if len(self.sockets) > limits.max_connections:
@@ -186,37 +195,24 @@ class SyncEndpoints:
             raise InvalidConnectionRequest(
                 f"too many connections from {address} (the limit is {per_address})"
             )
-        if self.app.auth_handler is not None and protocol is None:
-            raise InvalidConnectionRequest("auth required")
-        if version != SUPPORTED_VERSION:
-            raise VersionNotSupported("unsupported version")
         query = single_valued(websocket.query_params.multi_items())
-        _, room_id, user_id, jurisdiction = parse_gate_params(query)
-        token = None
-        if protocol is not None:
-            try:
-                token = decode_uri_component(protocol)
-            except ValueError:
-                raise InvalidConnectionRequest("malformed auth") from None
-        auth = await self.authenticate(token=token, room_id=room_id, user_id=user_id)
-        socket.user_id, socket.room_id = user_id, room_id
-        actor = await self.registry.open_room(room_id, jurisdiction)
+        gate = check_gate(
+            query,
+            version=version,
+            protocol=protocol,
+            auth_required=self.app.auth_handler is not None,
+        )
+        auth = await self.authenticate(token=gate.token, room_id=gate.room_id, user_id=gate.user_id)
+        socket.user_id, socket.room_id = gate.user_id, gate.room_id
+        actor = await self.registry.open_room(gate.room_id, gate.jurisdiction)
         parsed = parse_connect_query(query, str(websocket.url))
-        socket.client_id, socket.user_id, socket.room_id = parsed.client_id, user_id, room_id
+        socket.client_id = parsed.client_id
         if len(actor.sockets) >= limits.max_connections_per_room:
             raise InvalidConnectionRequest(
-                f"room {room_id} is at its limit of {limits.max_connections_per_room} connections"
+                f"room {gate.room_id} is at its limit of "
+                f"{limits.max_connections_per_room} connections"
             )
-        request = ConnectRequest(
-            connection_id=socket.connection_id,
-            client_id=parsed.client_id,
-            client_group_id=parsed.client_group_id,
-            auth=auth,
-            base_cookie=parsed.base_cookie,
-            lmid=parsed.lmid,
-            wsid=parsed.wsid,
-            debug_perf=parsed.debug_perf,
-        )
+        request = ConnectRequest.of(parsed, connection_id=socket.connection_id, auth=auth)
         actor.attach(socket)
         try:
             await actor.call(partial(_connect, request))
@@ -240,18 +236,17 @@ class SyncEndpoints:
                     raise InvalidMessage(f"message is larger than the limit of {limit} bytes")
                 upstream = parse_upstream(text)
             except InvalidMessage as e:
-                socket.send_error(e)
+                send_error_frame(socket, e)
                 continue
             if isinstance(upstream, PingBody):
                 socket.send(PONG_FRAME)
             elif isinstance(upstream, PushBody):
                 if len(upstream.mutations) > max_mutations:
-                    socket.send_error(
-                        LimitExceeded(
-                            f"push has {len(upstream.mutations)} mutations, more than the "
-                            f"limit of {max_mutations}"
-                        )
+                    error = LimitExceeded(
+                        f"push has {len(upstream.mutations)} mutations, more than the "
+                        f"limit of {max_mutations}"
                     )
+                    send_error_frame(socket, error)
                     continue
                 actor.post(partial(_push, socket.client_id, socket.connection_id, upstream), socket)
             elif isinstance(upstream, PullBody):
@@ -260,7 +255,7 @@ class SyncEndpoints:
     # ----------------------------------------------------------------------- close beacon
 
     async def close_beacon(self, request: Request) -> Response:
-        """``POST /api/sync/v1/close`` (spec 5.8): the client is gone for good. Unexpected
+        """``POST /api/sync/v1/close``: the client is gone for good. Unexpected
         failures are a 500 naming an error id (the details are in the log, not the body)."""
         if self.draining:
             return unavailable("the server is shutting down")
@@ -275,19 +270,16 @@ class SyncEndpoints:
 
     async def _close_beacon(self, request: Request) -> Response:
         query = request.query_params
-        problem = _beacon_query_problem(query.multi_items())
+        problem = beacon_query_problem(query.multi_items())
         if problem is not None:
             return api_error(400, f"Query string error. {problem}")
         token = None
         header = request.headers.get("authorization")
         if header is not None:
-            parts = header.split()
-            if len(parts) != 2 or parts[0].lower() != "bearer":
-                return api_error(401, "Invalid Authorization header")
             try:
-                token = decode_uri_component(parts[1])
-            except ValueError:
-                return api_error(401, "Malformed Authorization header")
+                token = bearer_token(header)
+            except ValueError as e:
+                return api_error(401, str(e))
         elif self.app.auth_handler is not None:
             return api_error(401, "Missing Authorization header")
         try:
@@ -300,9 +292,9 @@ class SyncEndpoints:
         if record.status != "open":
             return PlainTextResponse("Room closed", 410)
         try:
-            body = msgspec.json.decode(await request.body(), type=_BeaconBody)
-        except msgspec.DecodeError as e:
-            return api_error(400, f"Body schema error. {e}")
+            body = decode_beacon_body(await request.body())
+        except ValueError as e:
+            return api_error(400, str(e))
         try:
             actor = await self.registry.actor(query["roomID"])
         except NotOwner as e:
@@ -315,33 +307,6 @@ class SyncEndpoints:
             partial(_close_beacon, query["clientID"], query["userID"], body.last_mutation_id)
         )
         return PlainTextResponse(outcome.text, outcome.status)
-
-
-_BEACON_PARAMS = frozenset({"roomID", "userID", "clientID"})
-
-
-def _beacon_query_problem(items: list[tuple[str, str]]) -> str | None:
-    """What is wrong with a beacon query (repeats included), in the words of the original's
-    schema check; None if it is exactly roomID, userID and clientID, without a NUL (which
-    no room, user or client ID can hold, and PostgreSQL text cannot store)."""
-    names = [name for name, _ in items]
-    missing = sorted(_BEACON_PARAMS - set(names))
-    if missing:
-        return f"Missing property {missing[0]}"
-    extra = [name for name in names if name not in _BEACON_PARAMS]
-    if extra:
-        return f"Unexpected property {extra[0]}"
-    repeated = [name for name in names if names.count(name) > 1]
-    if repeated:
-        return f"Expected string at {repeated[0]}. Got array"
-    for name, value in items:
-        if "\x00" in value:
-            return f"Invalid character (NUL) at {name}"
-    return None
-
-
-class _BeaconBody(msgspec.Struct, forbid_unknown_fields=True):
-    last_mutation_id: Count = msgspec.field(name="lastMutationID")
 
 
 # The engine calls an actor runs for a socket (module-level, so no closure captures a loop
@@ -361,7 +326,4 @@ def _pull(client_id: str, connection_id: int, pull: PullBody, room: Room) -> Non
 
 
 def _close_beacon(client_id: str, user_id: str, last_mutation_id: int, room: Room) -> BeaconOutcome:
-    record = room.state.clients.get(client_id)
-    if record is not None and record.user_id and record.user_id != user_id:
-        return BeaconOutcome(403, "client belongs to another user")
-    return room.close_beacon(client_id, last_mutation_id)
+    return room.close_beacon(client_id, last_mutation_id, user_id=user_id)

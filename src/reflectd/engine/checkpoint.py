@@ -1,9 +1,9 @@
-"""What a room actor needs to undo a round whose commit failed.
+"""What it takes to undo the engine calls and turns whose writes could not be committed.
 
-A round changes the room's engine in memory before its writes are committed. When the
-commit fails, storage still holds the state before the round, so the stored part is
-reloaded; what lives only in memory (the connections, the pending queue, the time of the
-last client GC) is put back from a ``Checkpoint`` taken when the round began.
+The server changes a room in memory before its writes are committed. When the commit
+fails, storage still holds the state from before, so the stored part is reloaded (the
+caller loads it); what lives only in memory (the connections, the pending queue, the time
+of the last client GC) is put back from a ``Checkpoint`` taken before.
 
 Taking one costs a copy of the connection list and of the queue: the round's turn touches
 each of them anyway.
@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reflectd.engine.pending import PendingMutation
+from reflectd.engine.records import RoomSnapshot
 from reflectd.engine.room import Connection, Room
 from reflectd.engine.state import RoomState
-from reflectd.storage.base import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +37,10 @@ class Checkpoint:
             last_gc_ms=room.last_gc_ms,
         )
 
-    async def restore(self, room: Room, store: Store) -> None:
-        """Put ``room`` back as it was when this was taken: stored state from ``store``
-        (raises what the store raises), the rest from this checkpoint."""
-        room.state = RoomState(await store.load_room(room.room_id))
+    def restore(self, room: Room, stored: RoomSnapshot) -> None:
+        """Put ``room`` back as it was when this was taken: its stored state is ``stored``
+        (as storage holds it now), the rest comes from this checkpoint; queued frames go."""
+        room.state = RoomState(stored)
         room.connections = {}
         for client_id, connection, clock_offset_ms, sent_initial_presence in self.connections:
             connection.clock_offset_ms = clock_offset_ms
