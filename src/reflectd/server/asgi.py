@@ -30,7 +30,7 @@ from starlette.websockets import WebSocket
 from reflectd.app import App
 from reflectd.errors import ReflectdError
 from reflectd.server import http
-from reflectd.server.cluster import ClusterCommands, ControlBus
+from reflectd.server.cluster import ClusterCommands, ClusterControl
 from reflectd.server.errors import api_error
 from reflectd.server.peers import PeerAuth
 from reflectd.server.rest.commands import RoomCommands
@@ -41,7 +41,7 @@ from reflectd.server.rest.throttle import FailedAuthThrottle
 from reflectd.server.rooms import RoomRegistry
 from reflectd.server.settings import ServerSettings
 from reflectd.server.sync import SyncEndpoints, bad_version, is_version_segment
-from reflectd.storage import Backend, PostgresStore, open_store
+from reflectd.storage import Backend, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ class ReflectServer:
         self.registry: RoomRegistry | None = None
         self.sync: SyncEndpoints | None = None
         self.rest: RestApi | None = None
-        self.bus: ControlBus | None = None
+        #: this node's end of the control bus, when it shares its store with other nodes
+        self.control: ClusterControl | None = None
         #: this node's name in room leases
         self.node_id = settings.node_id or os.urandom(6).hex()
         self._shutdown_started = False
@@ -68,7 +69,7 @@ class ReflectServer:
             lifespan=self._lifespan,
             exception_handlers={HTTPException: _http_exception},
         )
-        self.asgi.router.redirect_slashes = False  # paths match exactly (spec 5.2)
+        self.asgi.router.redirect_slashes = False  # paths match exactly, as in the original
         self.asgi.add_middleware(http.CORSMiddleware)
         self.asgi.add_middleware(_StartupFailure, server=self)
         #: why ``start`` failed, in one line (the storage could not be opened...)
@@ -114,14 +115,14 @@ class ReflectServer:
             store = self._given_store
             await store.open()
         self.registry = RoomRegistry(store, self.app, self.settings, node_id=self.node_id)
-        leases = self.registry.leases
-        peers = PeerAuth(await leases.cluster_secret() if leases else None, self.node_id)
+        cluster = self.registry.leases
+        peers = PeerAuth(await cluster.cluster_secret() if cluster else None, self.node_id)
         self.sync = SyncEndpoints(self.app, self.registry, self.settings, peers=peers)
         commands = RoomCommands(self.registry)
-        if self.registry.leases is not None and isinstance(store, PostgresStore):
-            self.bus = ControlBus(store, self.registry)
-            await self.bus.start()
-            commands = ClusterCommands(self.registry, self.bus)
+        if cluster is not None:
+            self.control = ClusterControl(self.registry, cluster.control_bus(self.node_id))
+            await self.control.start()
+            commands = ClusterCommands(self.registry, self.control)
             logger.info(
                 "node %s: rooms by lease (%d ms), reached at %s",
                 self.node_id,
@@ -158,8 +159,8 @@ class ReflectServer:
         writers = [s.writer for s in sockets if s.writer is not None]
         if writers:
             await asyncio.wait(writers, timeout=5)
-        if self.bus is not None:
-            await self.bus.close()
+        if self.control is not None:
+            await self.control.close()
         await self.registry.store.close()
         logger.info("reflectd stopped")
 
@@ -226,8 +227,8 @@ async def _to_static_index(request: Request) -> Response:
 
 
 async def _expect_websocket(request: Request) -> Response:
-    """A plain HTTP request to a WebSocket route: checked in the original's order (spec 1.3
-    steps 1-2): method, version segment, then the missing upgrade."""
+    """A plain HTTP request to a WebSocket route: checked in the original's order: method,
+    version segment, then the missing upgrade."""
     if request.method != "GET":
         return api_error(405, "unsupported method")
     segment = request.path_params.get("version")
