@@ -8,7 +8,7 @@ every frame the way the real client (``@rocicorp/reflect`` 0.39) does.
   would disconnect or drop data: a base cookie that is not its cookie, a cookie or a
   lastMutationID going back, a frame its strict schemas refuse.
 - ``assert_frames_valid`` checks a downstream frame against the client's strict (valita)
-  schemas of ``reflect-protocol/src`` (spec 2.2, gotcha 1).
+  schemas of ``reflect-protocol/src`` (an extra field makes it drop the frame).
 - ``RoomDriver.assert_rejected`` checks that a call raises a protocol error and changes nothing.
 """
 
@@ -313,7 +313,7 @@ class ClientModel:
         """Apply one poke as Replicache and the presence manager do.
 
         The client merges the pokes of a frame and checks the merged base cookie only; this
-        model checks every poke, which is the gap-free chain the server must keep (spec 2.2).
+        model checks every poke, which is the gap-free chain the server must keep.
         """
         who = self.client_id
         base_cookie, cookie = poke["baseCookie"], poke["cookie"]

@@ -1,4 +1,4 @@
-"""Client GC (spec 3.8; gotcha 20): clients gone for 14 days are deleted inside a turn."""
+"""Client GC: clients gone for 14 days are deleted inside a turn."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Connecting to a room (spec 1.4, 1.5; Appendix B 1 and 6; gotchas 13 and 16)."""
+"""Connecting to a room: the room's checks of the request, the client record, ``connected``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pokes for clients that connected with ``debugPerf=true`` (spec 2.2)."""
+"""Pokes for clients that connected with ``debugPerf=true``: the debug timestamps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Disconnects and the disconnect handler (spec 3.7.1; Appendix A 8, B 5; gotchas 9, 20)."""
+"""Disconnects and the disconnect handler: when it runs, what its writes bump and poke."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fast-forward of clients behind the room version (spec 3.6; Appendix B 6; gotchas 11, 12)."""
+"""Fast-forward of clients behind the room version: their first poke brings them up to it."""
 
 from __future__ import annotations
 

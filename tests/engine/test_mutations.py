@@ -1,4 +1,4 @@
-"""Applying mutations in a turn (spec 3.4 step 4; Appendix B 2 and 4; gotchas 6, 7, 12, 22, 23)."""
+"""Applying mutations in a turn: one version and one poke each, in order, failures skipped."""
 
 from __future__ import annotations
 

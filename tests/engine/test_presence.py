@@ -1,4 +1,4 @@
-"""Presence patches (spec 3.7.2; Appendix A 7-8, B 5; gotcha 10)."""
+"""Presence patches: the initial presence on a client's first poke, then the changes."""
 
 from __future__ import annotations
 

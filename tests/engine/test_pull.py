@@ -1,4 +1,4 @@
-"""Pull (mutation recovery of another client group, spec 2.2)."""
+"""Pull: mutation recovery of another client group."""
 
 from __future__ import annotations
 

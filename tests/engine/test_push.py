@@ -1,4 +1,4 @@
-"""Validating pushes and queueing their mutations (spec 3.2; Appendix B 3; gotchas 8, 24)."""
+"""Validating pushes and queueing their mutations: refusals, duplicates, order."""
 
 from __future__ import annotations
 

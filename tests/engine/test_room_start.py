@@ -1,4 +1,4 @@
-"""The room-start handler (spec 3.9; gotcha 21)."""
+"""The room-start handler: its writes bump the version, without a poke; a failure stops the room."""
 
 from __future__ import annotations
 

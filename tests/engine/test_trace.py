@@ -1,4 +1,5 @@
-"""The minimal end-to-end trace of spec Appendix A, frame by frame, byte for byte."""
+"""A minimal end-to-end trace of the original server (connect, push, poke), frame by frame,
+byte for byte."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The mutator transaction API (spec 3.5), exercised by mutators inside real turns."""
+"""The mutator transaction API, exercised by mutators inside real turns."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""User values as JSON (gotcha 2): what JavaScript reads back, and what cannot be sent."""
+"""User values as JSON: what JavaScript reads back, and what cannot be sent."""
 
 from __future__ import annotations
 

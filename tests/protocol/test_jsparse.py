@@ -1,4 +1,4 @@
-"""``parse_int`` and ``decode_uri_component`` follow JavaScript, not Python (spec 7.3, 7.5)."""
+"""``parse_int`` and ``decode_uri_component`` follow JavaScript, not Python."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parsing upstream frames strictly (spec 2.1): valid frames become typed messages, anything
+"""Parsing upstream frames strictly: valid frames become typed messages, anything
 else raises ``InvalidMessage`` saying what was wrong."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The close beacon ``POST /api/sync/v1/close`` (spec 5.8 gate, 3.8 outcome table)."""
+"""The close beacon ``POST /api/sync/v1/close``: its checks, then the room's answers."""
 
 from __future__ import annotations
 

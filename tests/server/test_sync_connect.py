@@ -1,4 +1,4 @@
-"""The connect gate (spec 1.2, 1.3) and the room side of connect (1.4), over real sockets."""
+"""The connect gate and the room side of connect, over real sockets."""
 
 from __future__ import annotations
 
@@ -303,7 +303,7 @@ async def test_no_subprotocol_header_when_none_is_offered(server: Harness) -> No
     assert "Sec-WebSocket-Protocol" not in refused.ws.response.headers
 
 
-# ------------------------------------------------------------------------- room side (1.4)
+# ------------------------------------------------------------------------- room side
 
 
 @pytest.mark.parametrize("name", ["clientGroupID", "ts", "lmid"])

@@ -1,4 +1,4 @@
-"""Messages on a connected socket (spec 2): pokes, push, ping, pull, invalid frames."""
+"""Messages on a connected socket: pokes, push, ping, pull, invalid frames."""
 
 from __future__ import annotations
 
@@ -216,7 +216,7 @@ async def test_push_for_a_client_of_another_group_is_refused_with_invalid_push(
 async def test_mutations_of_another_client_of_the_group_are_applied_and_confirmed(
     server: Harness,
 ) -> None:
-    """Mutation recovery: a client pushes for another client of its group (spec 2.1)."""
+    """Mutation recovery: a client pushes for another client of its group."""
     client = await server.connect("c1", client_group_id="g1")
     await client.push("put", {"key": "a", "value": 1}, client_id="c0", mutation_id=1)
     [poke] = await client.next_pokes()

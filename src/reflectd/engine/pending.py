@@ -1,4 +1,4 @@
-"""Validating pushes and queueing their mutations (spec 3.2).
+"""Validating pushes and queueing their mutations.
 
 The queue is mostly ordered by normalised timestamp, while keeping per-client id order and
 each pusher's push order.
@@ -137,7 +137,7 @@ def plan_push(
 
 
 def enqueue(queue: list[PendingMutation], plan: PushPlan, pusher_id: str) -> None:
-    """Insert the planned mutations (spec 3.2 step 5) and record duplicate pushers."""
+    """Insert the planned mutations in the queue and record duplicate pushers."""
     for duplicate in plan.duplicate_pushers:
         duplicate.pusher_client_ids.add(pusher_id)
     after = -1  # insertion happens after this index; successive mutations are chained

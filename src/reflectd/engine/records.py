@@ -27,7 +27,7 @@ class Entry(msgspec.Struct, frozen=True):
 
 
 class ClientRecord(msgspec.Struct, frozen=True):
-    """What the room knows of a client (spec 3.8)."""
+    """What the room knows of a client, kept until the client is deleted."""
 
     client_group_id: str
     #: the cookie the server believes the client has

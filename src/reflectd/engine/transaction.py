@@ -1,4 +1,4 @@
-"""The mutator transaction (spec 3.5): what a mutator sees as ``tx``.
+"""The mutator transaction: what a mutator sees as ``tx``.
 
 Reads see the transaction's own writes first, then the earlier writes of the turn (which are
 already in the room state), then storage (also the room state: a room's data lives in memory).

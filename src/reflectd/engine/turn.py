@@ -1,4 +1,4 @@
-"""One turn of a room (spec 3.3, 3.4, 3.6, 3.7): everything pending, applied at once.
+"""One turn of a room: everything pending, applied at once.
 
 In order: fast-forward of clients behind the room version, one version and one poke per
 applied mutation, client GC, disconnects, then presence. Each connected client gets one poke
@@ -36,7 +36,8 @@ _replace = msgspec.structs.replace
 
 
 def has_work(room: Room) -> bool:
-    """Whether a turn would do anything (spec 3.3 step 1)."""
+    """Whether a turn would do anything: mutations queued, clients joined or left, or a
+    client still without its initial presence."""
     return (
         bool(room.queue)
         or room.state.connected_clients != room.connections.keys()
@@ -140,7 +141,7 @@ class _Turn:
     # --------------------------------------------------------------------- fast-forward
 
     def fast_forward(self) -> None:
-        """Bring every client whose base cookie is not the room version up to it (3.6)."""
+        """Bring every client whose base cookie is not the room version up to it."""
         patches: dict[int | None, Raw] = {}
         for c in self.recipients:
             base_cookie = self.state.clients[c.client_id].base_cookie
@@ -180,7 +181,7 @@ class _Turn:
     # --------------------------------------------------------------------- mutations
 
     def apply_mutations(self) -> None:
-        """Run each pending mutation at its own version, with its own poke (3.4 step 4).
+        """Run each pending mutation at its own version, with its own poke.
 
         The app's code runs for the whole batch at once (one crossing for an app runtime);
         each mutation sees the writes of those before it."""
@@ -232,7 +233,7 @@ class _Turn:
     # --------------------------------------------------------------------- client GC
 
     def collect_garbage(self) -> None:
-        """Delete clients gone longer than the GC age (3.8), at most once per interval."""
+        """Delete clients gone longer than the GC age, at most once per interval."""
         settings = self.room.settings
         last = self.room.last_gc_ms
         if last is not None and self.now_ms - last < settings.client_gc_interval_ms:
@@ -259,7 +260,7 @@ class _Turn:
     # --------------------------------------------------------------------- disconnects
 
     def process_disconnects(self) -> None:
-        """Run the disconnect handler for clients that left (3.7.1); update the set."""
+        """Run the disconnect handler for clients that left; update the connected set."""
         queued = self._queued_clients()
         self.next_connected = frozenset(
             self.room.connections.keys() | (self.previous_connected & queued)
@@ -299,7 +300,8 @@ class _Turn:
     # --------------------------------------------------------------------- presence
 
     def add_presence(self) -> None:
-        """Attach presence patches to each client's first poke (3.7.2)."""
+        """Attach presence patches to each client's first poke: the whole set for a client
+        that has not had it yet, the changes for the others."""
         added = sorted(self.next_connected - self.previous_connected)
         removed = sorted(self.previous_connected - self.next_connected)
         incremental: list[PresenceOp] = []

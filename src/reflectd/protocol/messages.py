@@ -1,4 +1,4 @@
-"""Wire types of the Reflect 0.39 sync protocol (spec section 2).
+"""Wire types of the Reflect 0.39 sync protocol: every upstream and downstream message.
 
 Upstream types are strict: unknown fields are rejected. Downstream types carry exactly the
 fields the client's strict (valita) schemas accept; optional fields default to ``UNSET`` and
