@@ -151,8 +151,8 @@ async def test_invalidate_closes_exactly_the_matching_sockets(live: Live, shape:
 
 
 async def test_invalidate_a_room_whose_record_vanished_is_404(live: Live, db: str) -> None:
-    """Spec 5.6: a room with connections but no record. Only reachable by tampering (with the
-    memory store's index)."""
+    """A room with connections but no record answers 404. Only reachable by tampering (with
+    the memory store's index)."""
     if db != "memory://":
         return
     sock = await live.connect("r", "a")

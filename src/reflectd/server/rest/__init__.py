@@ -1,1 +1,2 @@
-"""The Rooms REST API: the seed's ``/v1/apps/{app-id}/...`` and the original's ``/api/v1/...``."""
+"""The Rooms REST API: the ``/v1/apps/{app-id}/...`` API and the original server's
+``/api/v1/...`` API (``routes.py``)."""

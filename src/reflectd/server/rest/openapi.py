@@ -185,6 +185,11 @@ def _parameters(shape: Shape, route: RestRoute, app_id: str | None) -> list[JSON
         return parameters
     for field in query_fields(route.command.query):
         schema = dict(properties[field.name])
+        if "description" not in schema or "examples" not in schema:
+            raise LookupError(
+                f"{route.command.query.__name__}: the query field {field.name} needs "
+                "Meta(description=..., examples=[...]) for the documentation"
+            )
         description = schema.pop("description")
         example = schema.pop("examples")[0]
         spec: JSON = {
