@@ -18,7 +18,8 @@ from reflectd.storage import PostgresStore, open_store
 from reflectd.storage.base import ApiKeyRecord
 from reflectd.storage.migrations import postgres as pg_migrations
 from reflectd.storage.migrations.postgres import MIGRATIONS, SCHEMA_VERSION, TABLES, quote_ident
-from reflectd.storage.postgres import DEFAULT_POOL_SIZE, PostgresURL
+from reflectd.storage.postgres import DEFAULT_POOL_SIZE
+from reflectd.storage.postgres_url import PostgresURL
 
 from .conftest import POSTGRES_URL
 

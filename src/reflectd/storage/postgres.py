@@ -28,6 +28,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from reflectd.engine.records import ClientRecord, RoomRecord, RoomSnapshot, RoomStatus, RoomWrites
 from reflectd.errors import DatabaseNotFound, StorageError
+from reflectd.storage import rows
 from reflectd.storage.base import ApiKeyRecord, Backend, Permission
 from reflectd.storage.control import ControlBus
 from reflectd.storage.leases import (
@@ -40,20 +41,6 @@ from reflectd.storage.leases import (
 from reflectd.storage.migrations.postgres import migrate, quote_ident, schema_version
 from reflectd.storage.postgres_bus import PostgresControlBus
 from reflectd.storage.postgres_url import PostgresURL
-from reflectd.storage.rows import (
-    API_KEY_COLUMNS,
-    CLIENT_COLUMNS,
-    ROOM_COLUMNS,
-    ROOM_DATA_TABLES,
-    FaultHook,
-    Row,
-    api_key_record,
-    api_key_values,
-    client_values,
-    no_fault,
-    room_record,
-    room_snapshot,
-)
 
 T = TypeVar("T")
 
@@ -69,9 +56,9 @@ class Connection(Protocol):
 
     async def execute(self, query: str, *args: object) -> str: ...
 
-    async def fetch(self, query: str, *args: object) -> list[Row]: ...
+    async def fetch(self, query: str, *args: object) -> list[rows.Row]: ...
 
-    async def fetchrow(self, query: str, *args: object) -> Row | None: ...
+    async def fetchrow(self, query: str, *args: object) -> rows.Row | None: ...
 
     async def fetchval(self, query: str, *args: object) -> Any: ...
 
@@ -109,7 +96,7 @@ class PostgresStore:
         pool_size: int = DEFAULT_POOL_SIZE,
         connect_timeout: float = 10.0,
         command_timeout: float | None = 30.0,
-        fault: FaultHook | None = None,
+        fault: rows.FaultHook | None = None,
         create: bool = True,
     ) -> None:
         if pool_size < 1:
@@ -119,7 +106,7 @@ class PostgresStore:
         self.pool_size = pool_size
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
-        self._fault = fault or no_fault
+        self._fault = fault or rows.no_fault
         #: whether ``open`` creates a missing schema; else ``DatabaseNotFound``
         self._create = create
         self._sql = _Statements.for_schema(quote_ident(self.schema))
@@ -198,7 +185,7 @@ class PostgresStore:
     async def get_room(self, room_id: str) -> RoomRecord | None:
         async def run(conn: Connection) -> RoomRecord | None:
             row = await conn.fetchrow(self._sql.get_room, room_id)
-            return None if row is None else room_record(row)
+            return None if row is None else rows.room_record(row)
 
         return await self._call(run, f"get room {room_id!r}")
 
@@ -227,7 +214,7 @@ class PostgresStore:
         query = self._sql.list_rooms_after if exclusive else self._sql.list_rooms_from
 
         async def run(conn: Connection) -> list[RoomRecord]:
-            return [room_record(row) for row in await conn.fetch(query, start_key, limit)]
+            return [rows.room_record(row) for row in await conn.fetch(query, start_key, limit)]
 
         return await self._call(run, "list rooms")
 
@@ -235,7 +222,7 @@ class PostgresStore:
 
     async def create_api_key(self, record: ApiKeyRecord) -> bool:
         async def run(conn: Connection) -> bool:
-            status = await conn.execute(self._sql.create_api_key, *api_key_values(record))
+            status = await conn.execute(self._sql.create_api_key, *rows.api_key_values(record))
             return _rowcount(status) == 1
 
         return await self._call(run, f"create API key {record.name!r}")
@@ -243,13 +230,13 @@ class PostgresStore:
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
         async def run(conn: Connection) -> ApiKeyRecord | None:
             row = await conn.fetchrow(self._sql.find_api_key, key_hash)
-            return None if row is None else api_key_record(row)
+            return None if row is None else rows.api_key_record(row)
 
         return await self._call(run, "find API key")
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:
         async def run(conn: Connection) -> list[ApiKeyRecord]:
-            return [api_key_record(row) for row in await conn.fetch(self._sql.list_api_keys)]
+            return [rows.api_key_record(row) for row in await conn.fetch(self._sql.list_api_keys)]
 
         return await self._call(run, "list API keys")
 
@@ -280,7 +267,7 @@ class PostgresStore:
         async def run(conn: Connection) -> RoomSnapshot:
             sql = self._sql
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                return room_snapshot(
+                return rows.room_snapshot(
                     await conn.fetchval(sql.load_version, room_id),
                     connected=await conn.fetch(sql.load_connected, room_id),
                     clients=await conn.fetch(sql.load_clients, room_id),
@@ -322,8 +309,8 @@ class PostgresStore:
         """See ``reflectd.storage.base.TombstoneReader``."""
 
         async def run(conn: Connection) -> dict[str, str | None]:
-            rows = await conn.fetch(self._sql.load_tombstones, room_id)
-            return {row[0].decode(): _optional_text(row[1]) for row in rows}
+            found = await conn.fetch(self._sql.load_tombstones, room_id)
+            return {row[0].decode(): _optional_text(row[1]) for row in found}
 
         return await self._call(run, f"load client tombstones of room {room_id!r}")
 
@@ -488,22 +475,22 @@ class _Statements:
 
     @classmethod
     def for_schema(cls, s: str) -> _Statements:
-        keys = f"SELECT {API_KEY_COLUMNS} FROM {{s}}.api_keys"
+        keys = f"SELECT {rows.API_KEY_COLUMNS} FROM {{s}}.api_keys"
         rooms = (
-            f"SELECT {ROOM_COLUMNS} FROM {{s}}.rooms"
+            f"SELECT {rows.ROOM_COLUMNS} FROM {{s}}.rooms"
             " WHERE room_id {op} $1 ORDER BY room_id LIMIT $2"
         )
         statements = cls(
-            get_room=f"SELECT {ROOM_COLUMNS} FROM {{s}}.rooms WHERE room_id = $1",
+            get_room=f"SELECT {rows.ROOM_COLUMNS} FROM {{s}}.rooms WHERE room_id = $1",
             create_room=(
-                f"INSERT INTO {{s}}.rooms ({ROOM_COLUMNS}) VALUES ($1, $2, $3)"
+                f"INSERT INTO {{s}}.rooms ({rows.ROOM_COLUMNS}) VALUES ($1, $2, $3)"
                 " ON CONFLICT (room_id) DO NOTHING"
             ),
             set_room_status="UPDATE {s}.rooms SET status = $2 WHERE room_id = $1",
             list_rooms_from=rooms.replace("{op}", ">="),
             list_rooms_after=rooms.replace("{op}", ">"),
             create_api_key=(
-                f"INSERT INTO {{s}}.api_keys ({API_KEY_COLUMNS})"
+                f"INSERT INTO {{s}}.api_keys ({rows.API_KEY_COLUMNS})"
                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
             ),
             find_api_key=keys + " WHERE key_hash = $1",
@@ -514,7 +501,7 @@ class _Statements:
             load_version="SELECT version FROM {s}.room_versions WHERE room_id = $1",
             load_connected="SELECT client_id FROM {s}.connected_clients WHERE room_id = $1",
             load_clients=(
-                f"SELECT client_id, {CLIENT_COLUMNS} FROM {{s}}.clients"
+                f"SELECT client_id, {rows.CLIENT_COLUMNS} FROM {{s}}.clients"
                 " WHERE room_id = $1 ORDER BY client_id"
             ),
             load_entries=(
@@ -532,11 +519,11 @@ class _Statements:
                 " deleted = excluded.deleted, value = excluded.value"
             ),
             upsert_clients=(
-                f"INSERT INTO {{s}}.clients (room_id, client_id, {CLIENT_COLUMNS})"
+                f"INSERT INTO {{s}}.clients (room_id, client_id, {rows.CLIENT_COLUMNS})"
                 " SELECT $1, * FROM unnest($2::bytea[], $3::bytea[], $4::int8[], $5::int8[],"
                 " $6::int8[], $7::int8[], $8::bytea[], $9::int8[])"
                 " ON CONFLICT (room_id, client_id) DO UPDATE SET "
-                + ", ".join(f"{c} = excluded.{c}" for c in CLIENT_COLUMNS.split(", "))
+                + ", ".join(f"{c} = excluded.{c}" for c in rows.CLIENT_COLUMNS.split(", "))
             ),
             delete_clients=(
                 "DELETE FROM {s}.clients WHERE room_id = $1 AND client_id = ANY($2::bytea[])"
@@ -556,7 +543,7 @@ class _Statements:
                 " SELECT $1, unnest($2::bytea[])"
             ),
             delete_room_data=tuple(
-                f"DELETE FROM {{s}}.{table} WHERE room_id = $1" for table in ROOM_DATA_TABLES
+                f"DELETE FROM {{s}}.{table} WHERE room_id = $1" for table in rows.ROOM_DATA_TABLES
             ),
             # excluded.expires_at_ms - $4 is "now"; l.* are the row's values before the update
             acquire_lease=(
@@ -627,12 +614,14 @@ def _optional_text(data: bytes | None) -> str | None:
 
 
 def _client_columns(clients: dict[str, ClientRecord]) -> Iterable[list[object]]:
-    """The arrays of ``upsert_clients``: client IDs, then one per ``CLIENT_COLUMNS``."""
-    rows = [(_bytes(client_id), *client_values(c, data=_bytes)) for client_id, c in clients.items()]
-    return [list(column) for column in zip(*rows, strict=True)]
+    """The arrays of ``upsert_clients``: client IDs, then one per column of ``CLIENT_COLUMNS``."""
+    values = [
+        (_bytes(client_id), *rows.client_values(c, data=_bytes)) for client_id, c in clients.items()
+    ]
+    return [list(column) for column in zip(*values, strict=True)]
 
 
-def _lease(row: Row) -> Lease:
+def _lease(row: rows.Row) -> Lease:
     return Lease(room_id=row[0], node_id=row[1], address=row[2], epoch=row[3], expires_at_ms=row[4])
 
 

@@ -26,21 +26,9 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from reflectd.engine.records import RoomRecord, RoomSnapshot, RoomStatus, RoomWrites
 from reflectd.errors import DatabaseNotFound, StorageError
+from reflectd.storage import rows
 from reflectd.storage.base import ApiKeyRecord, Permission
 from reflectd.storage.migrations.sqlite import migrate
-from reflectd.storage.rows import (
-    API_KEY_COLUMNS,
-    CLIENT_COLUMNS,
-    ROOM_COLUMNS,
-    ROOM_DATA_TABLES,
-    FaultHook,
-    api_key_record,
-    api_key_values,
-    client_values,
-    no_fault,
-    room_record,
-    room_snapshot,
-)
 
 if TYPE_CHECKING:
     from reflectd.storage.leases import ClusterStore
@@ -71,13 +59,13 @@ class SQLiteStore:
         self,
         path: str | os.PathLike[str],
         *,
-        fault: FaultHook | None = None,
+        fault: rows.FaultHook | None = None,
         create: bool = True,
     ) -> None:
         if str(path) in ("", ":memory:") or str(path).startswith("file:"):
             raise ValueError(f"SQLiteStore needs a file path, got {str(path)!r}")
         self.path = Path(path)
-        self._fault = fault or no_fault
+        self._fault = fault or rows.no_fault
         #: whether ``open`` creates a missing file (and its folders); else ``DatabaseNotFound``
         self._create = create
         self._queue: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
@@ -121,7 +109,7 @@ class SQLiteStore:
     async def create_room(self, record: RoomRecord) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                f"INSERT INTO rooms ({ROOM_COLUMNS}) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                f"INSERT INTO rooms ({rows.ROOM_COLUMNS}) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (record.room_id, record.jurisdiction, record.status),
             )
             return cursor.rowcount == 1
@@ -144,12 +132,12 @@ class SQLiteStore:
         operator = ">" if exclusive else ">="
 
         def run(conn: sqlite3.Connection) -> list[RoomRecord]:
-            rows = conn.execute(
-                f"SELECT {ROOM_COLUMNS} FROM rooms"
+            found = conn.execute(
+                f"SELECT {rows.ROOM_COLUMNS} FROM rooms"
                 f" WHERE room_id {operator} ? ORDER BY room_id LIMIT ?",
                 (start_key, limit),
             )
-            return [room_record(row) for row in rows]
+            return [rows.room_record(row) for row in found]
 
         return await self._call(run, "list rooms")
 
@@ -158,9 +146,9 @@ class SQLiteStore:
     async def create_api_key(self, record: ApiKeyRecord) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                f"INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+                f"INSERT INTO api_keys ({rows.API_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT DO NOTHING",
-                api_key_values(record),
+                rows.api_key_values(record),
             )
             return cursor.rowcount == 1
 
@@ -169,13 +157,15 @@ class SQLiteStore:
     async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
         def run(conn: sqlite3.Connection) -> ApiKeyRecord | None:
             row = conn.execute(_SELECT_KEYS + " WHERE key_hash = ?", (key_hash,)).fetchone()
-            return None if row is None else api_key_record(row)
+            return None if row is None else rows.api_key_record(row)
 
         return await self._call(run, "find API key")
 
     async def list_api_keys(self) -> list[ApiKeyRecord]:
         def run(conn: sqlite3.Connection) -> list[ApiKeyRecord]:
-            return [api_key_record(row) for row in conn.execute(_SELECT_KEYS + " ORDER BY name")]
+            return [
+                rows.api_key_record(row) for row in conn.execute(_SELECT_KEYS + " ORDER BY name")
+            ]
 
         return await self._call(run, "list API keys")
 
@@ -214,7 +204,7 @@ class SQLiteStore:
 
     async def delete_room_data(self, room_id: str) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            for table in ROOM_DATA_TABLES:
+            for table in rows.ROOM_DATA_TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
 
         await self._call(run, f"delete data of room {room_id!r}", write=True)
@@ -223,12 +213,12 @@ class SQLiteStore:
         """See ``reflectd.storage.base.TombstoneReader``."""
 
         def run(conn: sqlite3.Connection) -> dict[str, str | None]:
-            rows = conn.execute(
+            found = conn.execute(
                 "SELECT client_id, user_id FROM client_tombstones"
                 " WHERE room_id = ? ORDER BY client_id",
                 (room_id,),
             )
-            return dict(rows.fetchall())
+            return dict(found.fetchall())
 
         return await self._call(run, f"load client tombstones of room {room_id!r}")
 
@@ -244,9 +234,12 @@ class SQLiteStore:
         )
         self._fault("after_entries")
         conn.executemany(
-            f"INSERT OR REPLACE INTO clients (room_id, client_id, {CLIENT_COLUMNS})"
+            f"INSERT OR REPLACE INTO clients (room_id, client_id, {rows.CLIENT_COLUMNS})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(room_id, client_id, *client_values(c)) for client_id, c in writes.clients.items()],
+            [
+                (room_id, client_id, *rows.client_values(c))
+                for client_id, c in writes.clients.items()
+            ],
         )
         deleted = [(room_id, client_id) for client_id in writes.deleted_clients]
         conn.executemany("DELETE FROM clients WHERE room_id = ? AND client_id = ?", deleted)
@@ -364,23 +357,24 @@ class SQLiteStore:
 
 # ---------------------------------------------------------------------- queries
 
-_SELECT_KEYS = f"SELECT {API_KEY_COLUMNS} FROM api_keys"
+_SELECT_KEYS = f"SELECT {rows.API_KEY_COLUMNS} FROM api_keys"
 
 
 def _get_room(conn: sqlite3.Connection, room_id: str) -> RoomRecord | None:
-    row = conn.execute(f"SELECT {ROOM_COLUMNS} FROM rooms WHERE room_id = ?", (room_id,))
+    row = conn.execute(f"SELECT {rows.ROOM_COLUMNS} FROM rooms WHERE room_id = ?", (room_id,))
     found = row.fetchone()
-    return None if found is None else room_record(found)
+    return None if found is None else rows.room_record(found)
 
 
 def _load_room(conn: sqlite3.Connection, room_id: str) -> RoomSnapshot:
     args = (room_id,)
     version = conn.execute("SELECT version FROM room_versions WHERE room_id = ?", args).fetchone()
-    return room_snapshot(
+    return rows.room_snapshot(
         None if version is None else version[0],
         connected=conn.execute("SELECT client_id FROM connected_clients WHERE room_id = ?", args),
         clients=conn.execute(
-            f"SELECT client_id, {CLIENT_COLUMNS} FROM clients WHERE room_id = ? ORDER BY client_id",
+            f"SELECT client_id, {rows.CLIENT_COLUMNS} FROM clients WHERE room_id = ?"
+            " ORDER BY client_id",
             args,
         ),
         entries=conn.execute(

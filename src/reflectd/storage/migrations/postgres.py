@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from reflectd.errors import StorageError
+from reflectd.storage.rows import ROOM_DATA_TABLES
 
 #: "RFLD": the first key of the advisory lock taken while migrating (the second is a hash of
 #: the schema name)
@@ -100,17 +101,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 
 #: the tables of the schema, but ``schema_version``
-TABLES = (
-    "rooms",
-    "room_versions",
-    "connected_clients",
-    "clients",
-    "client_tombstones",
-    "entries",
-    "api_keys",
-    "room_leases",
-    "cluster_secret",
-)
+TABLES = ("rooms", *ROOM_DATA_TABLES, "api_keys", "room_leases", "cluster_secret")
 
 #: the schema version this code writes
 SCHEMA_VERSION = len(MIGRATIONS)
