@@ -86,29 +86,32 @@ class PokeFrames:
     once, and clients with the same list of pokes (most of a room) share one frame.
     """
 
-    __slots__ = ("_frames", "_parts", "_prefix")
+    __slots__ = ("_frames", "_kept", "_parts", "_prefix")
 
     def __init__(self, request_id: str) -> None:
         self._prefix = b'["poke",{"requestID":' + _encoder.encode(request_id) + b',"pokes":['
-        #: id(poke) -> (the poke, kept alive so that its id stays its own; its JSON)
-        self._parts: dict[int, tuple[Poke, bytes]] = {}
+        #: id(poke) -> its JSON
+        self._parts: dict[int, bytes] = {}
+        #: tuple of id(poke) -> the frame of those pokes
         self._frames: dict[tuple[int, ...], bytes] = {}
+        #: the lists encoded, kept alive so that their pokes' ids stay theirs
+        self._kept: list[list[Poke]] = []
 
     def frame(self, pokes: list[Poke]) -> bytes:
         """The frame of a poke message holding ``pokes``, in order."""
         key = tuple(map(id, pokes))
         frame = self._frames.get(key)
         if frame is None:
-            frame = self._frames[key] = (
-                self._prefix + b",".join([self._part(poke) for poke in pokes]) + b"]}]"
-            )
+            self._kept.append(pokes)
+            parts = self._parts
+            encoded = []
+            for poke in pokes:
+                part = parts.get(id(poke))
+                if part is None:
+                    part = parts[id(poke)] = _encoder.encode(poke)
+                encoded.append(part)
+            frame = self._frames[key] = self._prefix + b",".join(encoded) + b"]}]"
         return frame
-
-    def _part(self, poke: Poke) -> bytes:
-        known = self._parts.get(id(poke))
-        if known is None:
-            known = self._parts[id(poke)] = (poke, _encoder.encode(poke))
-        return known[1]
 
 
 def encode_patch(ops: Sequence[PatchOp]) -> Raw:
