@@ -9,7 +9,7 @@
 //            --rate per client): confirmed mutations/s
 //   rooms    R rooms x N clients x M mutations, open loop: aggregate confirmed mutations/s
 //   connect  K clients open one after the other in one room: connect time
-// Several drivers can share one workload (bench/run.py --driver-procs): --room names the room
+// Several drivers can share one workload (python -m bench.run --set driver_procs=N): --room names the room
 // (closed, open, connect; rooms: the prefix of the rooms), --user-prefix keeps their userIDs
 // apart, and --start-at (epoch ms) makes them all start mutating at the same moment.
 // Prints one JSON object on stdout (everything else goes to stderr) and exits.

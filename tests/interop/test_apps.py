@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import psutil
 import pytest
 
 from .conftest import _unavailable
@@ -120,20 +121,14 @@ def nanoid_like(seed: str) -> str:
 
 def node_children(pid: int) -> list[int]:
     """The Node.js processes that the process ``pid`` started (its JS runtime)."""
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            children += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
     found = []
-    for child in children:
+    for child in psutil.Process(pid).children():
         try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-        except OSError:
+            cmdline = child.cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if any(arg.endswith(b"host.mjs") for arg in cmdline):
-            found.append(child)
+        if any(arg.endswith("host.mjs") for arg in cmdline):
+            found.append(child.pid)
     return found
 
 
