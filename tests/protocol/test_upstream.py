@@ -150,6 +150,11 @@ def test_null_for_a_required_field_is_rejected() -> None:
     assert _rejection(_frame("pull", {"clientGroupID": "g", "cookie": 1, "requestID": None}))
 
 
+def test_a_negative_pull_cookie_is_rejected() -> None:
+    frame = _frame("pull", {"clientGroupID": "g", "cookie": -1, "requestID": "r"})
+    assert "Expected `int` >= 0 - at `$.cookie`" in _rejection(frame)
+
+
 def test_numbers_javascript_reads_as_infinity_are_rejected() -> None:
     frame = _push_with(timestamp=0).replace('"timestamp": 0', '"timestamp": 1e400')
     assert "Number out of range - at `$.timestamp`" in _rejection(frame)
