@@ -33,14 +33,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reflectd.clock import now_ms as now_ms  # sync and rest.routes import it from here
+from reflectd.clock import now_ms
 from reflectd.engine.checkpoint import Checkpoint
 from reflectd.engine.handlers import AsyncAppRuntime
 from reflectd.engine.pending import PendingMutation
 from reflectd.engine.room import Close, Effect, Room, Send
 from reflectd.engine.turn import has_work, planned_calls, run_turn
-from reflectd.errors import LeaseLost, ProtocolError
-from reflectd.errors import RoomUnavailable as RoomUnavailable  # for rest.routes; in the tree
+from reflectd.errors import LeaseLost, ProtocolError, RoomUnavailable
 from reflectd.server.errors import send_error_frame
 from reflectd.server.sockets import ClientSocket
 from reflectd.storage.base import Backend

@@ -1,4 +1,5 @@
-"""Calling the app's auth handler (spec 1.3 step 9), with its timeout and its error messages.
+"""Calling the app's auth handler when a client connects, with its timeout and the original
+server's error messages.
 
 An ``async def`` handler runs on the event loop and is cancelled at its timeout. A plain
 function runs on threads of its own (``HandlerThreads``, ``auth_threads`` of them): one that

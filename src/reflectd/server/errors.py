@@ -48,9 +48,13 @@ def new_error_id() -> str:
     return os.urandom(6).hex()
 
 
+#: the body of a 500: the error's id only (its exception and traceback are in the log)
+INTERNAL_ERROR_BODY = "Internal Server Error (error id {error_id})"
+
+
 def internal_error(logger: logging.Logger, what: str) -> Response:
     """The 500 for an unexpected exception (call it in an ``except`` block): the exception
     and its traceback go to ``logger`` with a fresh error id; the body names only the id."""
     error_id = new_error_id()
     logger.exception("%s failed (error id %s)", what, error_id)
-    return PlainTextResponse(f"Internal Server Error (error id {error_id})", 500)
+    return PlainTextResponse(INTERNAL_ERROR_BODY.format(error_id=error_id), 500)

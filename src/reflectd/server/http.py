@@ -1,4 +1,5 @@
-"""The small client-facing HTTP endpoints (spec 5.9) and CORS (spec 5.2)."""
+"""The small client-facing HTTP endpoints (root, canary, the client's metrics and log reports) and
+CORS."""
 
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ async def client_log(request: Request) -> Response:
 
 class CORSMiddleware:
     """Every HTTP response gets ``Access-Control-Allow-Origin: *``; preflights are answered
-    as the original server does (spec 5.2)."""
+    as the original server does."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

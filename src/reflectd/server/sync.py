@@ -21,6 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.websockets import WebSocket
 
 from reflectd.app import App
+from reflectd.clock import now_ms
 from reflectd.engine.room import BeaconOutcome, ConnectRequest, Room
 from reflectd.errors import (
     InvalidConnectionRequest,
@@ -41,7 +42,7 @@ from reflectd.protocol.connect import (
     single_valued,
 )
 from reflectd.protocol.messages import PingBody, PullBody, PushBody
-from reflectd.server.actor import RoomActor, now_ms
+from reflectd.server.actor import RoomActor
 from reflectd.server.auth import Authenticator
 from reflectd.server.errors import (
     RETRY_AFTER_S,

@@ -156,4 +156,4 @@ class RoomCommands:
 
 
 def _live_contents(room: Room) -> dict[str, Raw]:
-    return {key: Raw(e.value) for key, e in room.state.entries.items() if not e.deleted}
+    return {key: Raw(value) for key, value in room.live_entries()}

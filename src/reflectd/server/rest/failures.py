@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reflectd.errors import ApiError
-from reflectd.server.errors import RETRY_AFTER_S, Resource
+from reflectd.server.errors import INTERNAL_ERROR_BODY, RETRY_AFTER_S, Resource
 
 #: the largest REST request body accepted
 MAX_BODY_BYTES = 64 * 1024
@@ -122,7 +122,7 @@ INTERNAL = Failure(
     500,
     "an unexpected server error (e.g. storage failed); the server's log has the error under "
     "the id named",
-    "Internal Server Error (error id {error_id})",
+    INTERNAL_ERROR_BODY,
     example={"error_id": "3f9a1c2b7d4e"},
     plain=True,
 )

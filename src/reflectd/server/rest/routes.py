@@ -24,8 +24,8 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from reflectd.errors import ApiError
-from reflectd.server.actor import RoomUnavailable, now_ms
+from reflectd.clock import now_ms
+from reflectd.errors import ApiError, RoomUnavailable
 from reflectd.server.errors import api_error, internal_error, unavailable
 from reflectd.server.http import client_address
 from reflectd.server.rest import failures as F
