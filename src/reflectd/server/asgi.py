@@ -29,7 +29,7 @@ from starlette.websockets import WebSocket
 
 from reflectd.app import App
 from reflectd.errors import ReflectdError
-from reflectd.server import http
+from reflectd.server import health, http
 from reflectd.server.cluster import ClusterCommands, ClusterControl
 from reflectd.server.errors import api_error
 from reflectd.server.peers import PeerAuth
@@ -87,6 +87,8 @@ class ReflectServer:
             Route("/api/metrics/v0/report", http.metrics_report, methods=["POST"]),
             Route("/api/logs/v0/log", http.client_log, methods=["POST"]),
             Route(OPENAPI_PATH, openapi_endpoint(self.settings.app_id), methods=["GET"]),
+            Route("/healthz", health.healthz, methods=["GET"]),
+            Route("/readyz", health.readyz_endpoint(self._node_state), methods=["GET"]),
             _RestRoute(self._rest),
         ]
         if self.settings.static_dir is not None:
@@ -163,6 +165,9 @@ class ReflectServer:
             await self.control.close()
         await self.registry.store.close()
         logger.info("reflectd stopped")
+
+    def _node_state(self) -> health.NodeState:
+        return health.NodeState(self.registry, self.control, draining=self._shutdown_started)
 
     async def _connect(self, websocket: WebSocket) -> None:
         assert self.sync is not None

@@ -53,6 +53,8 @@ class RoomRegistry:
             self._engine = replace(self._engine, max_mutations_per_turn=app.max_mutations_per_turn)
         self._renewer: asyncio.Task[None] | None = None
         self.closing = False
+        #: the last lease renewal raised (storage unreachable); ``/readyz`` reports it
+        self.lease_renewal_failing = False
 
     async def actor(self, room_id: str) -> RoomActor:
         """The room's actor, loading the room (and running its start handler) if needed;
@@ -161,10 +163,12 @@ class RoomRegistry:
         started = time.monotonic()
         try:
             renewed = await self.leases.renew_lease(actor.lease, self.settings.lease_ms)
+            self.lease_renewal_failing = False
         except LeaseLost:
             logger.warning("room %s: lease lost to another node; dropping it", actor.room_id)
             actor.drop(lease_lost=True)
         except Exception as exc:
+            self.lease_renewal_failing = True
             if time.monotonic() >= actor.lease_valid_until:
                 logger.warning(
                     "room %s: lease not renewed before its end (%s); dropping it",

@@ -61,6 +61,9 @@ class ControlBus(Protocol):
     async def close(self) -> None:
         """Stop listening and sending. Closing twice is harmless."""
 
+    def connected(self) -> bool:
+        """Started, not closed, and (for a bus over a connection) its connection is up."""
+
 
 _decoder = msgspec.json.Decoder(ControlMessage)
 
@@ -118,6 +121,9 @@ class MemoryControlBus:
         message = decode_message(payload)
         if message is not None and self._on_message is not None and not self._closed:
             self._on_message(message)
+
+    def connected(self) -> bool:
+        return self._on_message is not None and not self._closed
 
     async def close(self) -> None:
         self._closed = True

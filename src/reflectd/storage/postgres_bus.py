@@ -101,6 +101,9 @@ class PostgresControlBus:
         assert self._on_message is not None
         self._on_message(message)
 
+    def connected(self) -> bool:
+        return self._conn is not None and not self._lost.is_set() and not self._closed
+
     async def close(self) -> None:
         self._closed = True
         self._lost.set()
