@@ -17,7 +17,7 @@ import typer
 import uvicorn
 
 from reflectd import App, __version__
-from reflectd.cli_admin import connections, keys, rooms
+from reflectd.cli_admin import REST, admin_command, connections, keys, rooms
 from reflectd.cli_settings import (
     Settings,
     command_parameters,
@@ -25,6 +25,7 @@ from reflectd.cli_settings import (
     settings_from_environment,
     settings_from_options,
 )
+from reflectd.cli_tail import tail
 from reflectd.js import JsRuntime
 from reflectd.loader import AppLoadError, load_app
 from reflectd.logs import LOG_LEVELS, LogFormat, configure_logging
@@ -169,6 +170,7 @@ def dev_asgi_factory() -> object:
 cli.add_typer(keys, name="keys")
 cli.add_typer(rooms, name="rooms")
 cli.add_typer(connections, name="connections")
+admin_command(cli, "tail", *REST, "as_json")(tail)
 
 
 @cli.command()

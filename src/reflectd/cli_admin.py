@@ -261,6 +261,16 @@ rooms = typer.Typer(help="List, inspect, create, close and delete rooms of a run
 connections = typer.Typer(help="Close connections of a running server (clients reconnect).")
 
 
+def rest_key(options: Shared) -> str:
+    """The API key given, or exit naming how to give one."""
+    api_key = options.api_key
+    if not api_key:
+        _fail(f"give an API key with --api-key or {ENV_KEY_NAME}", 2)
+    if not (api_key.isascii() and api_key.isprintable()):
+        _fail("the API key must be printable ASCII (as every key reflectd makes is)", 2)
+    return api_key
+
+
 def _call(
     options: Shared,
     method: str,
@@ -268,11 +278,7 @@ def _call(
     params: list[tuple[str, str]] | None = None,
     body: Any = None,
 ) -> Any:
-    url, api_key = options.url, options.api_key
-    if not api_key:
-        _fail(f"give an API key with --api-key or {ENV_KEY_NAME}", 2)
-    if not (api_key.isascii() and api_key.isprintable()):
-        _fail("the API key must be printable ASCII (as every key reflectd makes is)", 2)
+    url, api_key = options.url, rest_key(options)
     try:
         response = httpx.request(
             method,

@@ -374,12 +374,18 @@ async def test_no_api_key_or_auth_token_ever_reaches_the_log(
         assert _request(server, "GET", "/api/v1/rooms", **{"x-reflect-api-key": API_KEY}) == 200
         assert _request(server, "GET", "/api/v1/rooms", **{"x-reflect-api-key": WRONG_KEY}) == 401
         assert _request(server, "POST", rooms + "/nope", Authorization=f"Basic {API_KEY}") >= 400
+        tail = "/v1/apps/default/logs:tail"
+        good_key = {"Authorization": f"Basic {API_KEY}"}
+        assert _request(server, "GET", tail, Authorization=f"Basic {WRONG_KEY}") == 401
+        assert _request(server, "GET", tail + "?level=" + API_KEY, Authorization="Basic x") == 401
+        assert _request(server, "GET", tail + "?level=" + TOKEN_GOOD, **good_key) == 400
         await endpoint.close_clients()
     finally:
         server.stop()  # SIGTERM: the shutdown lines are in the log too
     log = server.log_path.read_text()
     assert "connection opened" in log and "connect refused" in log  # the log is there
     assert "this mutator always fails" in log
+    assert "REST call" in log and "REFLECTD_API_KEY" in log  # access lines, with the key's name
     leaks = [
         f"{secret!r} at line {n}: {line[:200]}"
         for n, line in enumerate(log.splitlines(), 1)

@@ -20,6 +20,7 @@ import pytest
 
 from interop.app import app as interop_app
 from interop.harness import NodeClients
+from reflectd.logs import ContextFields
 
 from .live import FaultyStore, serve_thread, stored
 
@@ -61,7 +62,8 @@ def error_logs(caplog: pytest.LogCaptureFixture, room: str) -> list[str]:
     """What the server logged at ERROR about ``room``, with the tracebacks."""
     found = []
     for record in caplog.records:
-        if record.levelno >= logging.ERROR and room in record.getMessage():
+        about = getattr(record, "room_id", None) == room or room in record.getMessage()
+        if record.levelno >= logging.ERROR and about:
             text = record.getMessage()
             if record.exc_info:
                 text += "\n" + logging.Formatter().formatException(record.exc_info)
@@ -97,6 +99,7 @@ def test_a_failed_commit_is_not_poked_nor_stored_and_the_room_recovers(
     db = tmp_path / "data.sqlite3"
     store = FaultyStore(db)
     caplog.set_level(logging.INFO, logger="reflectd")
+    caplog.handler.addFilter(ContextFields())  # the room_id of a room's lines, as a field
     with serve_thread(interop_app, store) as server:
         open_rooms(clients, server.http_url)
         a1_id = clients.state("a1", levels=())["clientID"]
@@ -163,6 +166,7 @@ def test_a_locked_database_fails_the_commit_and_the_rooms_recover(
     db = tmp_path / "data.sqlite3"
     store = FaultyStore(db)  # no fault armed: the lock is real
     caplog.set_level(logging.INFO, logger="reflectd")
+    caplog.handler.addFilter(ContextFields())  # the room_id of a room's lines, as a field
     with serve_thread(interop_app, store) as server:
         open_rooms(clients, server.http_url)
         a1_id = clients.state("a1", levels=())["clientID"]

@@ -40,6 +40,7 @@ from reflectd.engine.pending import PendingMutation
 from reflectd.engine.room import Close, Effect, Room, Send
 from reflectd.engine.turn import has_work, planned_calls, run_turn
 from reflectd.errors import LeaseLost, ProtocolError, RoomUnavailable
+from reflectd.logs import log_context
 from reflectd.server.errors import send_error_frame
 from reflectd.server.sockets import ClientSocket
 from reflectd.storage.base import Backend
@@ -89,7 +90,10 @@ class RoomActor:
         self.lease_lost = False
         #: (monotonic seconds) until when the lease is surely still ours
         self.lease_valid_until = time.monotonic()
-        self._task = asyncio.create_task(self._run(), name=f"room {room.room_id}")
+        # its own log context: the room's lines carry its room_id, not the first client's
+        self._task = asyncio.create_task(
+            self._run(), name=f"room {room.room_id}", context=log_context(room_id=room.room_id)
+        )
 
     # ----------------------------------------------------------------------- submitting
 
@@ -129,12 +133,10 @@ class RoomActor:
                 await self._round()
         except LeaseLost as e:
             failed = self.lease_lost = True
-            logger.warning("room %s dropped, another node took it: %s", self.room_id, e)
+            logger.warning("room dropped, another node took it: %s", e)
         except Exception:
             failed = True
-            logger.exception(
-                "room %s stopped after an error; its clients will reconnect", self.room_id
-            )
+            logger.exception("room stopped after an error; its clients will reconnect")
         finally:
             self._stop(close_sockets=failed)
 
@@ -163,11 +165,7 @@ class RoomActor:
         except LeaseLost:
             raise
         except Exception as e:
-            logger.warning(
-                "room %s: the commit of a round failed (%s); replaying it one unit at a time",
-                self.room_id,
-                e,
-            )
+            logger.warning("the commit of a round failed (%s); replaying it one unit at a time", e)
             await self._restore(checkpoint)
             await self._replay(calls, min(queued, self.room.settings.max_mutations_per_turn))
         else:
@@ -213,7 +211,7 @@ class RoomActor:
             except Exception as e:
                 await self._restore(checkpoint)
                 call.error = e
-                logger.error("room %s: a call was refused, its commit failed: %s", self.room_id, e)
+                logger.error("a call was refused, its commit failed: %s", e)
             self._settle(call)
         settings = self.room.settings
         self.room.settings = replace(settings, max_mutations_per_turn=1)
@@ -240,11 +238,10 @@ class RoomActor:
         """Drop ``mutation`` and its client's later ones; close the sockets that pushed it
         (the client reconnects and pushes again from its last confirmed mutation)."""
         logger.error(
-            "room %s: mutation %d of client %s was refused, its commit failed: %s",
-            self.room_id,
+            "mutation %d was refused, its commit failed: %s",
             mutation.id,
-            mutation.client_id,
             error,
+            extra={"client_id": mutation.client_id},
         )
         self.room.drop_mutations_of(mutation.client_id)
         for client_id in {mutation.client_id, *mutation.pusher_client_ids}:
@@ -277,11 +274,10 @@ class RoomActor:
                 call.future.set_result(call.result)
         elif isinstance(call.error, ProtocolError) and call.socket is not None:
             logger.info(
-                "room %s client %s: %s: %s",
-                self.room_id,
-                call.socket.client_id,
+                "%s: %s",
                 call.error.kind,
                 call.error.message,
+                extra={"client_id": call.socket.client_id, "user_id": call.socket.user_id},
             )
             send_error_frame(call.socket, call.error)
         elif call.error is not None and call.socket is not None:

@@ -32,6 +32,7 @@ from reflectd.errors import ReflectdError
 from reflectd.server import health, http
 from reflectd.server.cluster import ClusterCommands, ClusterControl
 from reflectd.server.errors import api_error
+from reflectd.server.log_tail import LogTail
 from reflectd.server.peers import PeerAuth
 from reflectd.server.rest.commands import RoomCommands
 from reflectd.server.rest.keys import KeyRing
@@ -64,6 +65,8 @@ class ReflectServer:
         #: this node's name in room leases
         self.node_id = settings.node_id or os.urandom(6).hex()
         self._shutdown_started = False
+        #: ``reflectd tail``'s subscribers: a handler on the root logger while the server runs
+        self.log_tail = LogTail()
         self.asgi = Starlette(
             routes=self._routes(),
             lifespan=self._lifespan,
@@ -116,6 +119,7 @@ class ReflectServer:
         else:
             store = self._given_store
             await store.open()
+        logging.getLogger().addHandler(self.log_tail)
         self.registry = RoomRegistry(store, self.app, self.settings, node_id=self.node_id)
         cluster = self.registry.leases
         peers = PeerAuth(await cluster.cluster_secret() if cluster else None, self.node_id)
@@ -136,6 +140,7 @@ class ReflectServer:
             KeyRing(store, self.settings.api_key),
             app_id=self.settings.app_id,
             throttle=FailedAuthThrottle(self.settings.limits.max_failed_auth_per_minute),
+            log_tail=self.log_tail,
         )
         logger.info("reflectd ready (storage: %s)", self.settings.db)
 
@@ -165,6 +170,8 @@ class ReflectServer:
             await self.control.close()
         await self.registry.store.close()
         logger.info("reflectd stopped")
+        logging.getLogger().removeHandler(self.log_tail)
+        self.log_tail.close()
 
     def _node_state(self) -> health.NodeState:
         return health.NodeState(self.registry, self.control, draining=self._shutdown_started)

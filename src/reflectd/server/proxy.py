@@ -66,10 +66,10 @@ async def proxy_socket(
             max_size=4 * max_message_bytes,
             user_agent_header=None,
         ) as upstream:
-            logger.info("proxying a socket of room %s to %s", socket.room_id, owner_url)
+            logger.info("proxying a socket to %s", owner_url, extra={"room_id": socket.room_id})
             await _pipe(socket, upstream)
     except (OSError, TimeoutError, InvalidHandshake) as exc:
-        logger.warning("proxy to %s (room %s) failed: %s", owner_url, socket.room_id, exc)
+        logger.warning("proxy to %s failed: %s", owner_url, exc, extra={"room_id": socket.room_id})
         return False
     except WebSocketException:
         pass  # the owner's socket broke: close the client's, it reconnects

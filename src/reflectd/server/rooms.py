@@ -21,6 +21,7 @@ from reflectd.app import App
 from reflectd.engine.records import RoomRecord
 from reflectd.engine.room import Room
 from reflectd.errors import LeaseLost, NotOwner, RoomClosed, RoomNotFound, RoomUnavailable
+from reflectd.logs import log_context
 from reflectd.server.actor import RoomActor
 from reflectd.server.settings import ServerSettings
 from reflectd.server.sockets import ClientSocket
@@ -66,7 +67,7 @@ class RoomRegistry:
             return actor
         task = self._loading.get(room_id)
         if task is None:
-            task = asyncio.create_task(self._load(room_id))
+            task = asyncio.create_task(self._load(room_id), context=log_context(room_id=room_id))
             self._loading[room_id] = task
             task.add_done_callback(lambda _: self._loading.pop(room_id, None))
         return await asyncio.shield(task)
@@ -141,7 +142,12 @@ class RoomRegistry:
         try:
             await self.leases.release_lease(lease)
         except Exception as exc:  # it expires on its own
-            logger.warning("releasing the lease of room %s failed: %s", lease.room_id, exc)
+            logger.warning(
+                "releasing the lease of room %s failed: %s",
+                lease.room_id,
+                exc,
+                extra={"room_id": lease.room_id},
+            )
 
     # ----------------------------------------------------------------------- lease renewal
 
@@ -165,7 +171,11 @@ class RoomRegistry:
             renewed = await self.leases.renew_lease(actor.lease, self.settings.lease_ms)
             self.lease_renewal_failing = False
         except LeaseLost:
-            logger.warning("room %s: lease lost to another node; dropping it", actor.room_id)
+            logger.warning(
+                "room %s: lease lost to another node; dropping it",
+                actor.room_id,
+                extra={"room_id": actor.room_id},
+            )
             actor.drop(lease_lost=True)
         except Exception as exc:
             self.lease_renewal_failing = True
@@ -174,10 +184,16 @@ class RoomRegistry:
                     "room %s: lease not renewed before its end (%s); dropping it",
                     actor.room_id,
                     exc,
+                    extra={"room_id": actor.room_id},
                 )
                 actor.drop(lease_lost=True)
             else:
-                logger.warning("room %s: lease renewal failed: %s", actor.room_id, exc)
+                logger.warning(
+                    "room %s: lease renewal failed: %s",
+                    actor.room_id,
+                    exc,
+                    extra={"room_id": actor.room_id},
+                )
         else:
             if not actor.stopped and actor.lease.epoch == renewed.epoch:
                 actor.lease = renewed

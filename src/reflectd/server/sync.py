@@ -33,6 +33,7 @@ from reflectd.errors import (
     RoomUnavailable,
     Unauthorized,
 )
+from reflectd.logs import bind_log_fields, new_request_id
 from reflectd.protocol.beacon import beacon_query_problem, bearer_token, decode_beacon_body
 from reflectd.protocol.codec import PONG_FRAME, parse_upstream
 from reflectd.protocol.connect import (
@@ -73,6 +74,12 @@ def is_version_segment(segment: str) -> bool:
     return parse_version(segment) is not None
 
 
+def _room_of(websocket: WebSocket) -> dict[str, str]:
+    """The room a connect asked for, as a log field (before it is known to be valid)."""
+    room_id = websocket.query_params.get("roomID")
+    return {} if room_id is None else {"room_id": room_id}
+
+
 class SyncEndpoints:
     def __init__(
         self,
@@ -106,6 +113,7 @@ class SyncEndpoints:
             return
         protocol = websocket.headers.get("sec-websocket-protocol")
         await websocket.accept(subprotocol=protocol)
+        bind_log_fields(request_id=new_request_id())  # this socket's task, to its end
         socket = ClientSocket(
             websocket,
             connection_id=next(self._connection_ids),
@@ -117,31 +125,27 @@ class SyncEndpoints:
         try:
             actor = await self._open_or_proxy(socket, version, protocol)
         except ProtocolError as e:
-            logger.info("connect refused: %s: %s", e.kind, e.message)
+            logger.info("connect refused: %s: %s", e.kind, e.message, extra=_room_of(websocket))
             send_error_frame(socket, e)
         except ReflectdError:
             socket.close()  # the room stopped meanwhile: the client reconnects at once
         except Exception:  # e.g. the room-start handler raised: close, no details
-            logger.exception("connect to room %r failed", websocket.query_params.get("roomID"))
+            logger.exception("connect failed", extra=_room_of(websocket))
             socket.close()
         else:
             if actor is None:
                 return  # proxied to the room's owner, now closed
-            logger.info(
-                "connection opened: room %s client %s user %s",
-                socket.room_id,
-                socket.client_id,
-                socket.user_id,
+            bind_log_fields(
+                room_id=socket.room_id, client_id=socket.client_id, user_id=socket.user_id
             )
+            logger.info("connection opened")
             try:
                 await self._receive_loop(socket, actor)
             except RoomUnavailable:
                 pass  # the room stopped (shutdown, failed commit): close; the client reconnects
             finally:
                 actor.detach(socket)
-                logger.info(
-                    "connection closed: room %s client %s", socket.room_id, socket.client_id
-                )
+                logger.info("connection closed")
         finally:
             self.sockets.discard(socket)
             self._per_address[address] -= 1
@@ -164,7 +168,7 @@ class SyncEndpoints:
                 return await self._open(socket, version, protocol, proxied=proxied)
             except NotOwner as e:
                 if proxied:
-                    logger.info("proxied socket of room %s refused: %s", socket.room_id, e)
+                    logger.info("proxied socket refused: %s", e, extra={"room_id": socket.room_id})
                     return None
                 reached = await proxy_socket(
                     socket,

@@ -66,7 +66,12 @@ class Store(Protocol):
 # ---------------------------------------------------------------------------- API keys
 
 Permission = Literal[
-    "rooms:read", "rooms:create", "rooms:close", "rooms:delete", "connections:invalidate"
+    "rooms:read",
+    "rooms:create",
+    "rooms:close",
+    "rooms:delete",
+    "connections:invalidate",
+    "logs:read",
 ]
 PERMISSIONS: tuple[Permission, ...] = get_args(Permission)
 

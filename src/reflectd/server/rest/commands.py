@@ -120,7 +120,7 @@ class RoomCommands:
             raise ROOM_DELETED.error(room_id=room_id)
         if record.status == "open":
             await self.store.set_room_status(room_id, "closed")
-            logger.info("room %s closed", room_id)
+            logger.info("room closed", extra={"room_id": room_id})
         return Empty()
 
     async def delete(self, room_id: str) -> Empty:
@@ -129,7 +129,7 @@ class RoomCommands:
             raise ROOM_OPEN.error(room_id=room_id)
         if record.status == "closed":
             await self.registry.delete_room(room_id)
-            logger.info("room %s deleted", room_id)
+            logger.info("room deleted", extra={"room_id": room_id})
         return Empty()
 
     async def invalidate_all(self) -> Empty:

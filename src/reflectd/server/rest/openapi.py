@@ -289,7 +289,9 @@ The Rooms REST API of reflectd, in two shapes with the same commands and semanti
   forms, where a missing or unknown key gets plain text `Unauthorized`.
 
 Every key has permissions: `rooms:read` (list, contents), `rooms:create`, `rooms:close`,
-`rooms:delete`, `connections:invalidate`. The key is checked first (401), then the path (404),
+`rooms:delete`, `connections:invalidate`, `logs:read` (the log stream of `reflectd tail`,
+`GET /v1/apps/{app-id}/logs:tail`, server-sent events, not described here). The key is
+checked first (401), then the path (404),
 the method (405), the permission (403), the body's size (413), the query and body (400,
 strict: what a command does not take must be absent) and the command itself. Before all of
 these, an address that failed to authenticate too often in the last minute gets 429 with

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import TypeVar
 from urllib.parse import parse_qsl, unquote
 
@@ -26,8 +27,10 @@ from starlette.responses import PlainTextResponse, Response
 
 from reflectd.clock import now_ms
 from reflectd.errors import ApiError, RoomUnavailable
+from reflectd.logs import LOG_LEVELS, bind_log_fields, new_request_id, unbind_log_fields
 from reflectd.server.errors import api_error, internal_error, unavailable
 from reflectd.server.http import client_address
+from reflectd.server.log_tail import LogTail, TailFilter
 from reflectd.server.rest import failures as F
 from reflectd.server.rest.commands import (
     INVALID_ROOM_ID,
@@ -56,8 +59,17 @@ from reflectd.server.rest.wire import (
     RoomQuery,
     UserQuery,
 )
+from reflectd.storage.base import Permission
 
 logger = logging.getLogger(__name__)
+#: one line per REST call: method, route template, status, duration, key name
+access_logger = logging.getLogger("reflectd.access")
+
+#: the header that returns a REST call's request id (also the ``request_id`` of its log lines)
+REQUEST_ID_HEADER = "X-Request-Id"
+#: the log stream of ``reflectd tail`` (server-sent events, not a table route: see ``_tail``)
+TAIL_PATH = "/logs:tail"
+TAIL_PERMISSION: Permission = "logs:read"
 
 T = TypeVar("T")
 
@@ -238,15 +250,41 @@ class RestApi:
         *,
         app_id: str,
         throttle: FailedAuthThrottle,
+        log_tail: LogTail | None = None,
     ) -> None:
         self.commands = commands
         self.keys = keys
         self.app_id = app_id
         self.throttle = throttle
+        #: the live log stream of ``reflectd tail`` (None: not offered)
+        self.log_tail = log_tail
         #: the server is shutting down: every request is answered 503 with Retry-After
         self.draining = False
 
     async def __call__(self, request: Request) -> Response:
+        """Answer, with a request id in the response's header and the log lines' fields, and
+        one access log line."""
+        request_id = new_request_id()
+        token = bind_log_fields(request_id=request_id)
+        started = time.monotonic()
+        try:
+            response = await self._answer(request)
+            response.headers[REQUEST_ID_HEADER] = request_id
+            access_logger.info(
+                "REST call",
+                extra={
+                    "method": request.method,
+                    "route": getattr(request.state, "route", None),
+                    "status": response.status_code,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 3),
+                    "key_name": getattr(request.state, "key_name", None),
+                },
+            )
+            return response
+        finally:
+            unbind_log_fields(token)
+
+    async def _answer(self, request: Request) -> Response:
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         path = raw_path.decode("latin-1").partition("?")[0]
         original = path == ORIGINAL_PREFIX or path.startswith(ORIGINAL_PREFIX + "/")
@@ -287,6 +325,8 @@ class RestApi:
             if original:
                 return PlainTextResponse(F.NO_KEY_ORIGINAL.text(), 401)
             raise F.NO_KEY.error()
+        request.state.key_name = principal.key_name
+        bind_log_fields(key_name=principal.key_name)
         if original:
             rest = path[len(ORIGINAL_PREFIX) :]
         else:
@@ -294,7 +334,12 @@ class RestApi:
             if match is None or unquote(match.group(1)) != self.app_id:
                 raise F.OTHER_APP.error()
             rest = match.group(2) or ""
+        if rest == TAIL_PATH and not original:
+            return self._tail(request, principal.permissions)
         route, segment = _find(rest, request.method, original=original)
+        request.state.route = (
+            ORIGINAL_PREFIX if original else "/v1/apps/{app-id}"
+        ) + route.template
         if route.permission not in principal.permissions:
             raise F.FORBIDDEN.error(key_name=principal.key_name, permission=route.permission)
         body = await read_body(request)
@@ -302,6 +347,31 @@ class RestApi:
         named = (route.segment, segment) if route.segment is not None else None
         result = await route.command.run(self.commands, items, body, named)
         return Response(msgspec.json.encode({"result": result}), media_type="application/json")
+
+    def _tail(self, request: Request, permissions: frozenset[Permission]) -> Response:
+        """``GET /v1/apps/{app-id}/logs:tail``: the server's log lines as server-sent events
+        (``log_tail.py``), with ``logs:read``. Not a table route: its result is a stream, not
+        one JSON object. Query: ``level`` (the lowest shown), ``roomID``, ``userID``."""
+        request.state.route = "/v1/apps/{app-id}" + TAIL_PATH
+        if request.method not in ("GET", "HEAD"):
+            raise F.WRONG_METHOD.error()
+        if TAIL_PERMISSION not in permissions:
+            key_name = getattr(request.state, "key_name", "")
+            raise F.FORBIDDEN.error(key_name=key_name, permission=TAIL_PERMISSION)
+        if self.log_tail is None:
+            raise F.UNKNOWN_URL.error()
+        query = dict(parse_qsl(request.url.query, keep_blank_values=True))
+        unknown = set(query) - {"level", "roomID", "userID"}
+        level = query.get("level", "debug")
+        if unknown or level not in LOG_LEVELS:
+            raise ApiError(
+                400,
+                f"logs:tail takes level (one of {', '.join(LOG_LEVELS)}), roomID and userID",
+            )
+        wanted = TailFilter(
+            logging.getLevelName(level.upper()), query.get("roomID"), query.get("userID")
+        )
+        return self.log_tail.stream(wanted)
 
 
 def _find(rest: str, method: str, *, original: bool) -> tuple[RestRoute, str]:
