@@ -116,6 +116,8 @@ def _dev(app: str, settings: Settings) -> None:
         reload=True,
         reload_dirs=[str(d) for d in watched],
         reload_includes=["*.py"] if checked.runtime is None else list(_MODULE_FILES),
+        # an open log stream (`reflectd tail`) would hold a restart: cut it after 2 s
+        timeout_graceful_shutdown=2,
         **_uvicorn_options(settings),
     )
 

@@ -18,7 +18,7 @@ from reflectd.logs import (
     bind_log_fields,
     unbind_log_fields,
 )
-from reflectd.server.log_tail import Subscriber, TailFilter
+from reflectd.server.log_tail import LogTail, Subscriber, TailFilter
 from reflectd.server.settings import ServerSettings
 
 from .conftest import make_app
@@ -176,3 +176,23 @@ async def test_a_slow_tail_reader_loses_lines_beyond_its_queue_and_is_told_how_m
     assert await subscriber.take(0.1) == (["line 0", "line 1", "line 2"], 2)
     subscriber.offer("line 5")
     assert await subscriber.take(0.1) == (["line 5"], 0)
+
+
+async def test_the_log_stream_refuses_a_query_it_does_not_take(keyed_server: Harness) -> None:
+    headers = {"Authorization": f"Basic {API_KEY}"}
+    async with keyed_server.http() as http:
+        for query in ("level=loud", "room=lobby"):
+            response = await http.get(f"/v1/apps/default/logs:tail?{query}", headers=headers)
+            assert response.status_code == 400, query
+            assert "logs:tail takes level" in response.json()["error"]["message"]
+        response = await http.post("/v1/apps/default/logs:tail", headers=headers)
+        assert response.status_code == 405
+
+
+async def test_log_streams_beyond_the_limit_are_refused() -> None:
+    log_tail = LogTail(max_subscribers=1)
+    assert not log_tail.full
+    subscriber = log_tail.subscribe(TailFilter())
+    assert log_tail.full
+    log_tail.unsubscribe(subscriber)
+    assert not log_tail.full

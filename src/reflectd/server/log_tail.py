@@ -25,6 +25,8 @@ from reflectd.logs import ContextFields, record_entry
 
 #: lines queued for one subscriber before further lines are dropped (and counted)
 MAX_QUEUED_LINES = 1000
+#: log streams open at once; more are refused (each holds up to ``MAX_QUEUED_LINES``)
+MAX_SUBSCRIBERS = 32
 #: a comment line this often when nothing is logged, so that a gone reader is noticed
 KEEPALIVE_S = 15.0
 
@@ -96,10 +98,13 @@ class Subscriber:
 class LogTail(logging.Handler):
     """Offers each log record, as a JSON line, to the subscribers that want it."""
 
-    def __init__(self, *, max_queued_lines: int = MAX_QUEUED_LINES) -> None:
+    def __init__(
+        self, *, max_queued_lines: int = MAX_QUEUED_LINES, max_subscribers: int = MAX_SUBSCRIBERS
+    ) -> None:
         super().__init__()
         self.addFilter(ContextFields())
         self.max_queued_lines = max_queued_lines
+        self.max_subscribers = max_subscribers
         self._subscribers: tuple[Subscriber, ...] = ()
         self._times = logging.Formatter()
 
@@ -113,6 +118,11 @@ class LogTail(logging.Handler):
         line = msgspec.json.encode(entry, enc_hook=str).decode()
         for subscriber in wanting:
             subscriber.offer(line)
+
+    @property
+    def full(self) -> bool:
+        """As many streams are open as may be."""
+        return len(self._subscribers) >= self.max_subscribers
 
     def subscribe(self, wanted: TailFilter) -> Subscriber:
         subscriber = Subscriber(wanted, max_queued_lines=self.max_queued_lines)

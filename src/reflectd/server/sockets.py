@@ -81,6 +81,11 @@ class ClientSocket:
                 self.client_id,
                 self.room_id,
                 self._max_buffer_bytes,
+                extra={
+                    "room_id": self.room_id,
+                    "client_id": self.client_id,
+                    "user_id": self.user_id,
+                },
             )
             self._drop()
 

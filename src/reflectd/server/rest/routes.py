@@ -368,6 +368,8 @@ class RestApi:
                 400,
                 f"logs:tail takes level (one of {', '.join(LOG_LEVELS)}), roomID and userID",
             )
+        if self.log_tail.full:
+            raise ApiError(503, f"{self.log_tail.max_subscribers} log streams are open already")
         wanted = TailFilter(
             logging.getLevelName(level.upper()), query.get("roomID"), query.get("userID")
         )
