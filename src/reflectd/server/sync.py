@@ -43,6 +43,7 @@ from reflectd.protocol.connect import (
     single_valued,
 )
 from reflectd.protocol.messages import PingBody, PullBody, PushBody
+from reflectd.server import metrics
 from reflectd.server.actor import RoomActor
 from reflectd.server.auth import Authenticator
 from reflectd.server.errors import (
@@ -74,10 +75,14 @@ def is_version_segment(segment: str) -> bool:
     return parse_version(segment) is not None
 
 
-def _room_of(websocket: WebSocket) -> dict[str, str]:
-    """The room a connect asked for, as a log field (before it is known to be valid)."""
-    room_id = websocket.query_params.get("roomID")
-    return {} if room_id is None else {"room_id": room_id}
+#: the log fields of the connect query's parameters
+_CLAIMED = {"room_id": "roomID", "client_id": "clientID", "user_id": "userID"}
+
+
+def _claimed(websocket: WebSocket) -> dict[str, str]:
+    """The room, client and user a connect names, as log fields (before they are checked)."""
+    params = websocket.query_params
+    return {field: params[name] for field, name in _CLAIMED.items() if name in params}
 
 
 class SyncEndpoints:
@@ -120,17 +125,19 @@ class SyncEndpoints:
             max_buffer_bytes=self.settings.limits.max_send_buffer_bytes,
         )
         self.sockets.add(socket)
+        metrics.connection_opened()
         address = client_address(websocket)
         self._per_address[address] += 1
         try:
             actor = await self._open_or_proxy(socket, version, protocol)
         except ProtocolError as e:
-            logger.info("connect refused: %s: %s", e.kind, e.message, extra=_room_of(websocket))
+            metrics.connect_refused(e.kind)
+            logger.info("connect refused: %s: %s", e.kind, e.message, extra=_claimed(websocket))
             send_error_frame(socket, e)
         except ReflectdError:
             socket.close()  # the room stopped meanwhile: the client reconnects at once
         except Exception:  # e.g. the room-start handler raised: close, no details
-            logger.exception("connect failed", extra=_room_of(websocket))
+            logger.exception("connect failed", extra=_claimed(websocket))
             socket.close()
         else:
             if actor is None:
@@ -148,6 +155,7 @@ class SyncEndpoints:
                 logger.info("connection closed")
         finally:
             self.sockets.discard(socket)
+            metrics.CONNECTIONS_OPEN.dec()
             self._per_address[address] -= 1
             if not self._per_address[address]:
                 del self._per_address[address]
@@ -290,6 +298,7 @@ class SyncEndpoints:
         try:
             await self.authenticate(token=token, room_id=query["roomID"], user_id=query["userID"])
         except Unauthorized as e:
+            metrics.AUTH_FAILURES.labels("sync").inc()
             return PlainTextResponse(e.message, 403)
         record = await self.registry.store.get_room(query["roomID"])
         if record is None:
