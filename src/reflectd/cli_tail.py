@@ -68,6 +68,8 @@ def _follow(url: str, params: list[tuple[str, str]], api_key: str, *, as_json: b
                     r.read()
                     if r.status_code in _FINAL:
                         _refused(r)
+                    if not lost:  # 503: shutting down, or too many streams open
+                        typer.echo(f"(HTTP {r.status_code}: {_message(r)})", err=True)
         except (httpx.TransportError, httpx.RemoteProtocolError):
             pass
         except httpx.InvalidURL as e:
@@ -112,10 +114,14 @@ def _show(event: str, data: str, *, as_json: bool) -> None:
         print(entry["exception"], flush=True)
 
 
-def _refused(response: httpx.Response) -> None:
+def _message(response: httpx.Response) -> str:
     try:
         message = response.json().get("error", {}).get("message")
     except ValueError:
         message = None
-    typer.echo(f"error: HTTP {response.status_code}: {message or response.text}", err=True)
+    return str(message or response.text)
+
+
+def _refused(response: httpx.Response) -> None:
+    typer.echo(f"error: HTTP {response.status_code}: {_message(response)}", err=True)
     raise typer.Exit(1)

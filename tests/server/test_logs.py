@@ -22,7 +22,7 @@ from reflectd.server.log_tail import LogTail, Subscriber, TailFilter
 from reflectd.server.settings import ServerSettings
 
 from .conftest import make_app
-from .harness import Harness, serve
+from .harness import Harness, connect_params, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -196,3 +196,14 @@ async def test_log_streams_beyond_the_limit_are_refused() -> None:
     assert log_tail.full
     log_tail.unsubscribe(subscriber)
     assert not log_tail.full
+
+
+async def test_a_refused_connect_line_carries_the_room_client_and_user_it_named(
+    server: Harness, json_log: JSONLog
+) -> None:
+    params = connect_params(client_id="c9", room_id="lobby", user_id="eve")
+    del params["clientGroupID"]
+    await server.refused(params, "InvalidConnectionRequest")
+    refused = next(e for e in json_log.entries() if e["message"].startswith("connect refused"))
+    assert (refused["room_id"], refused["client_id"], refused["user_id"]) == ("lobby", "c9", "eve")
+    assert len(refused["request_id"]) == 16

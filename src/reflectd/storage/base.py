@@ -72,7 +72,6 @@ Permission = Literal[
     "rooms:delete",
     "connections:invalidate",
     "logs:read",
-    "metrics:read",
 ]
 PERMISSIONS: tuple[Permission, ...] = get_args(Permission)
 
