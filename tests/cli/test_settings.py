@@ -5,6 +5,7 @@ takes to its reloaded child process; the admin commands' defaults are the server
 from __future__ import annotations
 
 from dataclasses import replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ def other_value(d: Declared, tmp_path: Path, n: int = 1) -> Any:
         return str(folder.resolve())
     if d.type is int:
         return d.default + 7 * n
+    if isinstance(d.type, type) and issubclass(d.type, Enum):
+        return [v for v in d.type if v != d.default][n % (len(d.type) - 1)]
     return f"{d.name}-{n}"
 
 

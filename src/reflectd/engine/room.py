@@ -8,6 +8,7 @@ delivers the effects: nothing that depends on a write leaves before the write is
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -146,11 +147,18 @@ class Room:
         self._effects: list[Effect] = []
         #: calls an app runtime ran ahead for the next turn, with their results
         self._prepared: tuple[list[AppCall], list[CallResult]] | None = None
+        #: (mutator name, outcome) of the mutations the turns ran, for the server's metrics:
+        #: ``applied``, ``error`` (the mutator raised), ``unknown_mutator``
+        self.mutation_outcomes: Counter[tuple[str, str]] = Counter()
 
     # ----------------------------------------------------------------------- outputs
 
     def take_writes(self) -> RoomWrites:
         return self.state.take_writes()
+
+    def take_mutation_outcomes(self) -> Counter[tuple[str, str]]:
+        outcomes, self.mutation_outcomes = self.mutation_outcomes, Counter()
+        return outcomes
 
     def take_effects(self) -> list[Effect]:
         effects, self._effects = self._effects, []

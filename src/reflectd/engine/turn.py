@@ -194,14 +194,17 @@ class _Turn:
         results = iter(self.room.run_calls(known))
         for m, call in zip(applied, calls, strict=True):
             written: Mapping[str, Entry] = {}
+            outcome = "unknown_mutator"
             if not self.room.handlers.has_mutator(m.name):
                 logger.error(
                     "room %s: unknown mutator %r, mutation skipped", self.room.room_id, m.name
                 )
             else:
                 result = next(results)
+                outcome = "error" if isinstance(result, CallFailed) else "applied"
                 if not isinstance(result, CallFailed):
                     written = result
+            self.room.mutation_outcomes[m.name, outcome] += 1
             self._confirm(m, call.version, written)
 
     def _confirm(self, m: PendingMutation, version: int, written: Mapping[str, Entry]) -> None:

@@ -47,6 +47,24 @@ NODE_FLAGS = ("--experimental-vm-modules", "--no-warnings")
 
 Mode = Literal["production", "development"]
 
+#: the marker of the runtime's error for a call stopped at the time limit (host.mjs)
+_TIME_LIMIT = "the time limit of "
+
+
+@dataclass(slots=True)
+class JsRuntimeCounts:
+    """What the JS runtimes of this process went through (``/metrics`` reads them)."""
+
+    #: batches during which the runtime stopped (crashed, a call passed a limit)
+    errors: int = 0
+    #: starts after the runtime stopped
+    restarts: int = 0
+    #: calls stopped at the time limit
+    timeouts: int = 0
+
+
+JS_RUNTIME_COUNTS = JsRuntimeCounts()
+
 
 @dataclass(frozen=True, slots=True)
 class JsLimits:
@@ -165,6 +183,7 @@ class JsRuntime:
             self._channel.close()
             self._channel = None
         logger.error("the JS runtime stopped; starting it again")
+        JS_RUNTIME_COUNTS.restarts += 1
         self._start()
         assert self._channel is not None
         return self._channel
@@ -182,6 +201,7 @@ class JsRuntime:
         try:
             return self._run_batch(room, calls)
         except JsRuntimeError as e:
+            JS_RUNTIME_COUNTS.errors += 1
             logger.error(
                 "room %s: the JS runtime stopped during a batch (%s): a call ran past the time "
                 "limit of %d ms, passed the heap limit, or crashed it; running the batch's "
@@ -227,6 +247,7 @@ class JsRuntime:
             ]
             answer = channel.request_future("batches", b"\n".join(requests))
         except JsRuntimeError as e:
+            JS_RUNTIME_COUNTS.errors += 1
             logger.error("the JS runtime stopped before a batch (%s)", e)
             self._settle(queued, [])
             return
@@ -236,6 +257,7 @@ class JsRuntime:
     def _answers(done: asyncio.Future[bytes]) -> list[BatchAnswer]:
         error = done.exception() if not done.cancelled() else None
         if done.cancelled() or error is not None:
+            JS_RUNTIME_COUNTS.errors += 1
             logger.error("the JS runtime stopped during a batch (%s)", error)
             return []
         return msgspec.json.decode(done.result(), type=list[BatchAnswer])
@@ -376,6 +398,8 @@ def _call_json(call: AppCall) -> dict[str, Any]:
 
 def _result(room: Room, call: AppCall, result: Result) -> CallResult:
     if result.error is not None or result.writes is None:
+        if result.error is not None and _TIME_LIMIT in result.error:
+            JS_RUNTIME_COUNTS.timeouts += 1
         return CallFailed(result.error or "no result")
     written: dict[str, Entry] = {}
     entries = room.state.entries

@@ -41,6 +41,7 @@ from reflectd.engine.room import Close, Effect, Room, Send
 from reflectd.engine.turn import has_work, planned_calls, run_turn
 from reflectd.errors import LeaseLost, ProtocolError, RoomUnavailable
 from reflectd.logs import log_context
+from reflectd.server import metrics
 from reflectd.server.errors import send_error_frame
 from reflectd.server.sockets import ClientSocket
 from reflectd.storage.base import Backend
@@ -133,6 +134,7 @@ class RoomActor:
                 await self._round()
         except LeaseLost as e:
             failed = self.lease_lost = True
+            metrics.LEASE_LOSSES.labels("fenced").inc()
             logger.warning("room dropped, another node took it: %s", e)
         except Exception:
             failed = True
@@ -165,6 +167,7 @@ class RoomActor:
         except LeaseLost:
             raise
         except Exception as e:
+            metrics.STORAGE_ERRORS.labels("commit").inc()
             logger.warning("the commit of a round failed (%s); replaying it one unit at a time", e)
             await self._restore(checkpoint)
             await self._replay(calls, min(queued, self.room.settings.max_mutations_per_turn))
@@ -184,14 +187,18 @@ class RoomActor:
 
     def _run_turn(self) -> None:
         request_id = f"{_request_prefix}{next(_request_ids):x}"
+        started = time.perf_counter()
         run_turn(self.room, now_ms=now_ms(), request_id=request_id)
+        metrics.turn_ran(time.perf_counter() - started, self.room.take_mutation_outcomes())
 
     async def _commit_and_deliver(self) -> None:
         """Commit what the engine wrote, then (only then) send what it queued."""
         writes = self.room.take_writes()
         effects = self.room.take_effects()
         if not writes.is_empty():
+            started = time.perf_counter()
             await commit_as_owner(self.store, self.room_id, writes, lease=self.lease)
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         self._deliver(effects)
 
     # ----------------------------------------------------------------------- replay
@@ -255,14 +262,17 @@ class RoomActor:
         checkpoint.restore(self.room, await self.store.load_room(self.room_id))
 
     def _deliver(self, effects: list[Effect]) -> None:
+        sent: list[bytes] = []
         for effect in effects:
             socket = self.sockets.get(effect.connection_id)
             if socket is None:
                 continue
             if isinstance(effect, Send):
                 socket.send(effect.frame)
+                sent.append(effect.frame)
             elif isinstance(effect, Close):
                 socket.close()
+        metrics.count_sent(sent)
 
     def _settle(self, call: _Call) -> None:
         if call.future is not None:

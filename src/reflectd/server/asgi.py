@@ -29,10 +29,11 @@ from starlette.websockets import WebSocket
 
 from reflectd.app import App
 from reflectd.errors import ReflectdError
-from reflectd.server import health, http
+from reflectd.server import health, http, metrics
 from reflectd.server.cluster import ClusterCommands, ClusterControl
 from reflectd.server.errors import api_error
 from reflectd.server.log_tail import LogTail
+from reflectd.server.metrics_endpoint import serve_metrics
 from reflectd.server.peers import PeerAuth
 from reflectd.server.rest.commands import RoomCommands
 from reflectd.server.rest.keys import KeyRing
@@ -40,7 +41,7 @@ from reflectd.server.rest.openapi import OPENAPI_PATH, openapi_endpoint
 from reflectd.server.rest.routes import RestApi
 from reflectd.server.rest.throttle import FailedAuthThrottle
 from reflectd.server.rooms import RoomRegistry
-from reflectd.server.settings import ServerSettings
+from reflectd.server.settings import MetricsAccess, ServerSettings
 from reflectd.server.sync import SyncEndpoints, bad_version, is_version_segment
 from reflectd.storage import Backend, open_store
 
@@ -94,6 +95,8 @@ class ReflectServer:
             Route("/readyz", health.readyz_endpoint(self._node_state), methods=["GET"]),
             _RestRoute(self._rest),
         ]
+        if self.settings.metrics != MetricsAccess.OFF:
+            routes.append(Route("/metrics", self._metrics, methods=["GET"]))
         if self.settings.static_dir is not None:
             routes += [
                 Route(STATIC_PATH, _to_static_index, methods=["GET"]),
@@ -182,7 +185,15 @@ class ReflectServer:
 
     async def _rest(self, request: Request) -> Response:
         assert self.rest is not None
-        return await self.rest(request)
+        response = await self.rest(request)
+        metrics.count_rest_request(request, response.status_code)
+        return response
+
+    async def _metrics(self, request: Request) -> Response:
+        assert self.rest is not None
+        if self.settings.metrics != MetricsAccess.KEY:
+            return await serve_metrics(request, keys=None, throttle=None)
+        return await serve_metrics(request, keys=self.rest.keys, throttle=self.rest.throttle)
 
     async def _close_beacon(self, request: Request) -> Response:
         assert self.sync is not None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from reflectd.server import metrics
 from reflectd.server.cluster import ClusterControl
 from reflectd.server.rooms import RoomRegistry
 
@@ -60,8 +61,10 @@ async def not_ready_because(node: NodeState) -> list[str]:
         async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
             await node.registry.store.get_room(_PROBE_ROOM_ID)
     except TimeoutError:
+        metrics.STORAGE_ERRORS.labels("readiness_check").inc()
         problems.append(f"storage: no answer within {READY_CHECK_TIMEOUT_S:g} s")
     except Exception as exc:
+        metrics.STORAGE_ERRORS.labels("readiness_check").inc()
         problems.append(f"storage: {type(exc).__name__}")
     if node.registry.lease_renewal_failing:
         problems.append("leases: the last renewal failed")

@@ -22,6 +22,7 @@ from reflectd.engine.records import RoomRecord
 from reflectd.engine.room import Room
 from reflectd.errors import LeaseLost, NotOwner, RoomClosed, RoomNotFound, RoomUnavailable
 from reflectd.logs import log_context
+from reflectd.server import metrics
 from reflectd.server.actor import RoomActor
 from reflectd.server.settings import ServerSettings
 from reflectd.server.sockets import ClientSocket
@@ -99,6 +100,7 @@ class RoomRegistry:
         )
         actor.lease_valid_until = acquired_at + self.settings.lease_ms / 1000
         self.actors[room_id] = actor
+        metrics.ROOMS_LOADED.inc()
         if lease is not None:
             logger.info("room %s loaded (lease epoch %d)", room_id, lease.epoch)
             self._start_renewer()
@@ -115,6 +117,7 @@ class RoomRegistry:
                 room_id, self.node_id, self.settings.advertise_url, ttl
             )
             if lease is not None:
+                metrics.LEASE_ACQUISITIONS.inc()
                 return lease
             owner = await self.leases.current_lease(room_id)
             if owner is not None:
@@ -125,6 +128,7 @@ class RoomRegistry:
     def _forget(self, actor: RoomActor) -> None:
         if self.actors.get(actor.room_id) is actor:
             del self.actors[actor.room_id]
+            metrics.ROOMS_LOADED.dec()
         if actor.lease is not None and self.leases is not None and not actor.lease_lost:
             room_id = actor.room_id
             task = asyncio.create_task(self._release(actor.lease))
@@ -171,6 +175,7 @@ class RoomRegistry:
             renewed = await self.leases.renew_lease(actor.lease, self.settings.lease_ms)
             self.lease_renewal_failing = False
         except LeaseLost:
+            metrics.LEASE_LOSSES.labels("taken").inc()
             logger.warning(
                 "room %s: lease lost to another node; dropping it",
                 actor.room_id,
@@ -179,7 +184,9 @@ class RoomRegistry:
             actor.drop(lease_lost=True)
         except Exception as exc:
             self.lease_renewal_failing = True
+            metrics.STORAGE_ERRORS.labels("lease_renewal").inc()
             if time.monotonic() >= actor.lease_valid_until:
+                metrics.LEASE_LOSSES.labels("expired").inc()
                 logger.warning(
                     "room %s: lease not renewed before its end (%s); dropping it",
                     actor.room_id,

@@ -8,6 +8,7 @@ this object from the declarations (``reflectd.cli_settings``); tests build it di
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from reflectd.engine.handlers import EngineSettings
 from reflectd.setting import Panel, setting
@@ -61,6 +62,14 @@ class Limits:
     )
 
 
+class MetricsAccess(StrEnum):
+    """Who may read ``GET /metrics``."""
+
+    ON = "on"
+    OFF = "off"
+    KEY = "key"
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     db: str = setting(
@@ -84,6 +93,13 @@ class ServerSettings:
         panel=Panel.STORAGE,
         flag=False,
         repr=False,
+    )
+    metrics: MetricsAccess = setting(  # noqa: RUF009 (an enum: immutable)
+        MetricsAccess.ON,
+        "`GET /metrics` (Prometheus): `on` (open to anyone who reaches the port), `off` (404), "
+        "or `key` (an API key with the permission `metrics:read`).",
+        panel=Panel.STORAGE,
+        doc="See [operations.md](operations.md).",
     )
     static_dir: str | None = setting(
         None,

@@ -19,6 +19,7 @@ from typing import Any
 from starlette.types import Message
 from starlette.websockets import WebSocket
 
+from reflectd.server import metrics
 from reflectd.server.uvicorn_ws import FRAMES_EXTENSION, FrameSink, text_frame
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class ClientSocket:
                     "user_id": self.user_id,
                 },
             )
+            metrics.SLOW_READERS_DROPPED.inc()
             self._drop()
 
     def close(self) -> None:

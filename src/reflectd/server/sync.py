@@ -43,6 +43,7 @@ from reflectd.protocol.connect import (
     single_valued,
 )
 from reflectd.protocol.messages import PingBody, PullBody, PushBody
+from reflectd.server import metrics
 from reflectd.server.actor import RoomActor
 from reflectd.server.auth import Authenticator
 from reflectd.server.errors import (
@@ -124,11 +125,13 @@ class SyncEndpoints:
             max_buffer_bytes=self.settings.limits.max_send_buffer_bytes,
         )
         self.sockets.add(socket)
+        metrics.connection_opened()
         address = client_address(websocket)
         self._per_address[address] += 1
         try:
             actor = await self._open_or_proxy(socket, version, protocol)
         except ProtocolError as e:
+            metrics.connect_refused(e.kind)
             logger.info("connect refused: %s: %s", e.kind, e.message, extra=_claimed(websocket))
             send_error_frame(socket, e)
         except ReflectdError:
@@ -152,6 +155,7 @@ class SyncEndpoints:
                 logger.info("connection closed")
         finally:
             self.sockets.discard(socket)
+            metrics.CONNECTIONS_OPEN.dec()
             self._per_address[address] -= 1
             if not self._per_address[address]:
                 del self._per_address[address]
@@ -294,6 +298,7 @@ class SyncEndpoints:
         try:
             await self.authenticate(token=token, room_id=query["roomID"], user_id=query["userID"])
         except Unauthorized as e:
+            metrics.AUTH_FAILURES.labels("sync").inc()
             return PlainTextResponse(e.message, 403)
         record = await self.registry.store.get_room(query["roomID"])
         if record is None:

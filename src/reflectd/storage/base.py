@@ -72,6 +72,7 @@ Permission = Literal[
     "rooms:delete",
     "connections:invalidate",
     "logs:read",
+    "metrics:read",
 ]
 PERMISSIONS: tuple[Permission, ...] = get_args(Permission)
 
