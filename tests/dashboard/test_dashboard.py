@@ -161,15 +161,21 @@ def test_a_room_shows_its_contents_live_while_a_reflect_client_writes(
     expect(count).to_have_text('"count": 43')
 
 
-def test_the_server_page_charts_metrics_and_follows_the_log(page: Page, server: Server) -> None:
+def test_the_server_page_charts_metrics_and_follows_the_log(
+    page: Page, server: Server, clients: NodeClients
+) -> None:
+    clients.open("writer", server=server.url, room_id=unique("busy"), user_id="bob")
     sign_in(page, ADMIN_KEY)
     page.click("nav >> text=Server")
     expect(page.locator("#log-note")).to_contain_text("Following")
     server.rest("POST", "/rooms:create", roomID=unique("logged"))
     expect(page.locator("#log")).to_contain_text("REST call")
     expect(page.locator("#metrics-note")).to_contain_text("From /metrics")
-    expect(page.locator("#metric-mutations")).not_to_have_text("–")
-    page.wait_for_timeout(4500)  # a few points on the charts
+    expect(page.locator("#metric-connections")).not_to_have_text("0")
+    for n in range(30):  # a few seconds of mutations on the charts
+        clients.mutate("writer", "increment", {"key": "count", "delta": 1})
+        page.wait_for_timeout(100 + 10 * n)
+    expect(page.locator("#metric-mutations")).not_to_have_text("0")
     screenshot(page, "server")
 
 

@@ -342,11 +342,15 @@ function chart(canvas, points, unit) {
     ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(width, y); ctx.stroke();
     ctx.fillText(`${+(max * f).toFixed(2)}${unit}`, 2, y - 2);
   }
-  ctx.fillText("last 5 minutes", width - 80, height - 2);
+  // the newest point at the right edge; the x axis grows to five minutes as points come
+  const span = Math.min(HISTORY, Math.max(points.length, 30)) - 1;
+  const seconds = span * 2;
+  const label = seconds >= 120 ? `last ${Math.round(seconds / 60)} min` : `last ${seconds} s`;
+  ctx.fillText(label, width - ctx.measureText(label).width - 2, height - 2);
   if (points.length < 2) return;
   ctx.strokeStyle = "#2f6fde"; ctx.lineWidth = 2; ctx.beginPath();
   points.forEach((p, i) => {
-    const x = (i / (HISTORY - 1)) * width;
+    const x = width - ((points.length - 1 - i) / span) * width;
     const y = height - 14 - (p / max) * (height - 24);
     if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y);
   });
