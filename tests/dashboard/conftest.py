@@ -111,7 +111,9 @@ def browser() -> Iterator[object]:
             REQUIRE_BROWSER,
             "REFLECTD_REQUIRE_BROWSER",
         )
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=15_000)  # loaded CI machines
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium)
@@ -129,7 +131,7 @@ def page(browser: object, server: Server) -> Iterator[object]:
     assert isinstance(browser, Browser)
     context = browser.new_context(viewport={"width": 1280, "height": 760})
     tab = context.new_page()
-    tab.set_default_timeout(10_000)
+    tab.set_default_timeout(15_000)
     tab.goto(f"{server.url}/dashboard/")
     try:
         yield tab

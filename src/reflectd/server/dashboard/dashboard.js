@@ -239,6 +239,7 @@ function roomPage(query) {
   const updated = h("span", { class: "muted", id: "updated" });
   const user = h("input", { placeholder: "userID", id: "user-id" });
   const open = new Set([""]);
+  const changedAt = new Map(); // path -> when its value last changed (highlighted for 3 s)
   let previous = new Map();
   let stopped = false;
 
@@ -273,7 +274,8 @@ function roomPage(query) {
     try {
       const result = await call("GET", "/rooms/contents", { roomID: id });
       const values = new Map();
-      tree.replaceChildren(...jsonTree(result.contents, "", open, previous, values, true));
+      const seen = { previous, values, changedAt, now: Date.now() };
+      tree.replaceChildren(...jsonTree(result.contents, "", open, seen, true));
       previous = values;
       updated.textContent = `live · ${new Date().toLocaleTimeString()}`;
     } catch (e) {
@@ -286,8 +288,8 @@ function roomPage(query) {
 }
 
 // The value as nested <details>; `open` keeps which paths are expanded across refreshes and
-// a leaf whose value differs from the last refresh is highlighted.
-function jsonTree(value, path, open, previous, values, root = false) {
+// a leaf whose value changed in the last 3 s is highlighted.
+function jsonTree(value, path, open, seen, root = false) {
   const entries = Array.isArray(value) ? value.map((v, i) => [String(i), v])
     : Object.entries(value);
   if (root && !entries.length) return [h("span", { class: "muted" }, "The room is empty.")];
@@ -298,15 +300,18 @@ function jsonTree(value, path, open, previous, values, root = false) {
       const size = Array.isArray(child) ? `[${child.length}]` : `{${Object.keys(child).length}}`;
       const details = h("details", { open: open.has(childPath), "data-path": childPath },
         h("summary", {}, label, ": ", h("span", { class: "z" }, size)),
-        ...jsonTree(child, childPath, open, previous, values));
+        ...jsonTree(child, childPath, open, seen));
       details.addEventListener("toggle", () => {
         if (details.open) open.add(childPath); else open.delete(childPath);
       });
       return details;
     }
     const text = JSON.stringify(child);
-    values.set(childPath, text);
-    const changed = previous.size && previous.get(childPath) !== text;
+    seen.values.set(childPath, text);
+    if (seen.previous.size && seen.previous.get(childPath) !== text) {
+      seen.changedAt.set(childPath, seen.now);
+    }
+    const changed = seen.now - (seen.changedAt.get(childPath) ?? -Infinity) < 3000;
     const kind = { string: "s", number: "n", boolean: "b" }[typeof child] || "z";
     return h("div", { class: "leaf", "data-path": childPath }, label, ": ",
       h("span", { class: kind + (changed ? " changed" : "") }, text));
