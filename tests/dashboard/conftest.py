@@ -55,6 +55,14 @@ class Server:
         )
         return made.stdout.strip().splitlines()[-1]
 
+    def delete_key(self, name: str) -> None:
+        subprocess.run(
+            [REFLECTD, "keys", "delete", name, "--db", str(self.db)],
+            capture_output=True,
+            env=_clean_env(),
+            check=True,
+        )
+
     def rest(self, method: str, path: str, **params: str) -> httpx.Response:
         return httpx.request(
             method,

@@ -55,6 +55,24 @@ def test_a_wrong_key_is_refused_with_a_clear_error(page: Page) -> None:
     expect(page.locator("nav")).to_be_hidden()
 
 
+def test_a_key_deleted_during_the_session_signs_out_with_a_clear_error(
+    page: Page, server: Server
+) -> None:
+    name = unique("revoked")
+    sign_in(page, server.create_key(name, "rooms:read"))
+    expect(page.locator("#rooms")).to_be_visible()
+    server.delete_key(name)
+    page.click("text=Search")
+    expect(page.locator("#notice")).to_contain_text("Wrong or unknown API key")
+    expect(page.locator("#api-key")).to_be_visible()
+
+
+def test_every_screenshot_is_shown_in_the_docs() -> None:
+    shown = (SCREENSHOTS.parent / "dashboard.md").read_text()
+    for name in ("sign-in", "rooms", "room", "server"):
+        assert f"(dashboard/{name}.png)" in shown
+
+
 def test_sign_in_lists_searches_and_pages_rooms(page: Page, server: Server) -> None:
     prefix = unique("list")
     for n in range(55):

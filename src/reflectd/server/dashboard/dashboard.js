@@ -73,6 +73,7 @@ async function run(action, then) {
     await action();
     notice("");
   } catch (e) {
+    if (e.status === 401) return; // signed out, with its own notice
     notice(e.status === 403 ? `Not allowed: ${e.message}` : e.message);
   }
   if (then) then();
@@ -104,7 +105,7 @@ function badge(status) { return h("span", { class: `badge ${status}` }, status);
 function signOut(reason) {
   sessionStorage.removeItem(KEY_ITEM);
   sessionStorage.removeItem(DENIED_ITEM);
-  location.hash = "#/";
+  history.replaceState(null, "", "#/"); // no hashchange: the render below keeps the notice
   render();
   if (reason) notice(reason);
 }
