@@ -77,10 +77,11 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("REFLECTD_")}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``reflectd serve`` with the interop tests' app (no auth handler) and an admin key in
-    its environment (every permission)."""
+    its environment (every permission). Module-scoped, like the browser: both end before the
+    rest of the suite runs (Playwright's sync API keeps an event loop of its own)."""
     base = tmp_path_factory.mktemp("dashboard")
     port = free_port()
     db = base / "reflectd.sqlite3"
@@ -110,7 +111,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     chromium = shutil.which("chromium")
     if chromium is None:
