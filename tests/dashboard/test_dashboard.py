@@ -128,7 +128,9 @@ def test_a_key_that_may_creates_closes_and_deletes_with_confirmation(
     assert room_status(server, room_id) == "deleted"
 
 
-def test_a_key_that_may_not_close_is_told_so_and_the_room_stays(page: Page, server: Server) -> None:
+def test_a_key_that_may_not_close_or_create_is_told_so_and_nothing_changes(
+    page: Page, server: Server
+) -> None:
     room_id = unique("kept")
     server.rest("POST", "/rooms:create", roomID=room_id)
     reader = server.create_key(unique("reader"), "rooms:read")
@@ -141,6 +143,11 @@ def test_a_key_that_may_not_close_is_told_so_and_the_room_stays(page: Page, serv
     expect(page.locator("#notice")).to_contain_text("lacks the permission rooms:close")
     expect(row.locator("text=Close")).to_be_disabled()
     assert room_status(server, room_id) == "open"
+
+    page.fill("#new-room", unique("refused"))
+    page.click("text=Create room")
+    expect(page.locator("#notice")).to_contain_text("lacks the permission rooms:create")
+    expect(page.locator("text=Create room")).to_be_disabled()
 
 
 def test_a_key_that_may_not_list_rooms_is_told_so(page: Page, server: Server) -> None:

@@ -67,16 +67,19 @@ async function call(method, path, query = {}, body) {
   return answer.result;
 }
 
-// Runs a command, shows its error, and re-renders the page either way.
+// Runs a command, shows its error, then `then(succeeded)` (re-renders the page either way,
+// so that a permission found missing disables its buttons).
 async function run(action, then) {
+  let succeeded = false;
   try {
     await action();
+    succeeded = true;
     notice("");
   } catch (e) {
     if (e.status === 401) return; // signed out, with its own notice
     notice(e.status === 403 ? `Not allowed: ${e.message}` : e.message);
   }
-  if (then) then();
+  if (then) then(succeeded);
 }
 
 function confirmAction(text, okLabel) {
@@ -166,8 +169,9 @@ function roomsPage(query) {
         h("span", { class: "spacer" }),
         h("form", { class: "row", onsubmit: (e) => {
           e.preventDefault();
-          run(() => call("POST", "/rooms:create", { roomID: newRoom.value.trim() }, {}),
-            () => go({ prefix: newRoom.value.trim() }));
+          const id = newRoom.value.trim();
+          run(() => call("POST", "/rooms:create", { roomID: id }, {}),
+            (succeeded) => (succeeded ? go({ prefix: id }) : roomsPage(query)));
         } }, newRoom, permButton("Create room", "rooms:create", null, "small"))),
     ),
     h("div", { class: "panel" },
