@@ -7,13 +7,14 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import URLPath
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import (
     BaseRoute,
     Match,
@@ -49,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 #: where ``--static-dir`` is served (the root belongs to the Reflect API)
 STATIC_PATH = "/app"
+#: where the web dashboard is served (docs/dashboard.md), and its files in the package
+DASHBOARD_PATH = "/dashboard"
+DASHBOARD_DIR = Path(__file__).with_name("dashboard")
 
 
 class ReflectServer:
@@ -94,6 +98,9 @@ class ReflectServer:
             Route("/healthz", health.healthz, methods=["GET"]),
             Route("/readyz", health.readyz_endpoint(self._node_state), methods=["GET"]),
             _RestRoute(self._rest),
+            Route(DASHBOARD_PATH, _to_dashboard_index, methods=["GET"]),
+            Route(DASHBOARD_PATH + "/config.json", self._dashboard_config, methods=["GET"]),
+            Mount(DASHBOARD_PATH, StaticFiles(directory=DASHBOARD_DIR, html=True)),
         ]
         if self.settings.metrics != MetricsAccess.OFF:
             routes.append(Route("/metrics", self._metrics, methods=["GET"]))
@@ -195,6 +202,10 @@ class ReflectServer:
             return await serve_metrics(request, keys=None, throttle=None)
         return await serve_metrics(request, keys=self.rest.keys, throttle=self.rest.throttle)
 
+    async def _dashboard_config(self, request: Request) -> Response:
+        """What the dashboard's script needs to know of the server (no secret)."""
+        return JSONResponse({"appId": self.settings.app_id})
+
     async def _close_beacon(self, request: Request) -> Response:
         assert self.sync is not None
         return await self.sync.close_beacon(request)
@@ -247,6 +258,10 @@ class _RestRoute(BaseRoute):
 
 async def _to_static_index(request: Request) -> Response:
     return RedirectResponse(STATIC_PATH + "/")
+
+
+async def _to_dashboard_index(request: Request) -> Response:
+    return RedirectResponse(DASHBOARD_PATH + "/")
 
 
 async def _expect_websocket(request: Request) -> Response:
