@@ -60,6 +60,16 @@ class RoomSnapshot:
     entries: dict[str, Entry] = field(default_factory=dict)
 
 
+class RememberedCall(msgspec.Struct, frozen=True):
+    """A server-side mutation made with an idempotency key: a retry with the same key answers
+    this instead of running the mutator again."""
+
+    #: the room version the mutation was applied at
+    version: int
+    #: when it was applied (ms since the epoch); it is forgotten after a retention period
+    at_ms: int
+
+
 @dataclass(slots=True)
 class RoomWrites:
     """The writes of one turn (or one connect), committed atomically by a backend.
@@ -75,6 +85,9 @@ class RoomWrites:
     deleted_clients: dict[str, str | None] = field(default_factory=dict)
     #: user entries to insert or replace (live values and tombstones)
     entries: dict[str, Entry] = field(default_factory=dict)
+    #: server-side mutations to remember by idempotency key (inserted; a key that is stored
+    #: already fails the commit)
+    remembered: dict[str, RememberedCall] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return (
@@ -83,4 +96,5 @@ class RoomWrites:
             and not self.clients
             and not self.deleted_clients
             and not self.entries
+            and not self.remembered
         )

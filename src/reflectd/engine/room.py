@@ -144,6 +144,9 @@ class Room:
         self.connections: dict[str, Connection] = {}
         self.queue: list[PendingMutation] = []
         self.last_gc_ms: int | None = None
+        #: the version moved outside a turn (a change from the app's backend): the next
+        #: turn's fast-forward pokes every client
+        self.unpoked = False
         self._effects: list[Effect] = []
         #: calls an app runtime ran ahead for the next turn, with their results
         self._prepared: tuple[list[AppCall], list[CallResult]] | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sortedcontainers import SortedDict
 
-from reflectd.engine.records import ClientRecord, Entry, RoomSnapshot, RoomWrites
+from reflectd.engine.records import ClientRecord, Entry, RememberedCall, RoomSnapshot, RoomWrites
 
 
 class RoomState:
@@ -22,6 +22,9 @@ class RoomState:
         self._writes = RoomWrites()
         #: entries changed since an app runtime last took them (None: nobody asks)
         self.journal: dict[str, Entry] | None = None
+        #: server-side mutations remembered by idempotency key since the room was loaded,
+        #: oldest first (those from before are in storage only)
+        self.remembered: dict[str, RememberedCall] = {}
 
     def set_version(self, version: int) -> None:
         self.version = version
@@ -49,6 +52,16 @@ class RoomState:
         self._writes.entries.update(entries)
         if journal and self.journal is not None:
             self.journal.update(entries)
+
+    def remember(self, key: str, call: RememberedCall, *, retention_ms: int) -> None:
+        """Remember a server-side mutation by its idempotency key; forget those older than
+        ``retention_ms`` (storage keeps them until it prunes them)."""
+        self.remembered[key] = call
+        self._writes.remembered[key] = call
+        for old_key, old in list(self.remembered.items()):
+            if old.at_ms > call.at_ms - retention_ms:
+                break
+            del self.remembered[old_key]
 
     def take_writes(self) -> RoomWrites:
         """The changes since the last call, to be committed."""

@@ -36,10 +36,11 @@ _replace = msgspec.structs.replace
 
 
 def has_work(room: Room) -> bool:
-    """Whether a turn would do anything: mutations queued, clients joined or left, or a
-    client still without its initial presence."""
+    """Whether a turn would do anything: mutations queued, clients joined or left, a client
+    still without its initial presence, or a change made outside a turn to poke."""
     return (
-        bool(room.queue)
+        room.unpoked
+        or bool(room.queue)
         or room.state.connected_clients != room.connections.keys()
         or any(not c.sent_initial_presence for c in room.connections.values())
     )
@@ -50,6 +51,7 @@ def run_turn(room: Room, *, now_ms: int, request_id: str) -> bool:
     if not has_work(room):
         return False
     turn = _Turn(room, now_ms)
+    room.unpoked = False
     turn.fast_forward()
     turn.apply_mutations()
     turn.collect_garbage()

@@ -25,6 +25,10 @@ _VERSION_SEGMENT = re.compile(r"v(\d+)")
 ROOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_/-]+")
 ROOM_ID_RULE = "/^[A-Za-z0-9_/-]+$/"
 
+#: the ``tx.clientID`` of a mutation that the app's backend runs (``rooms:mutate``); no client
+#: may connect with it, so a mutator can trust it
+SERVER_CLIENT_ID = "$server"
+
 
 def check_room_id(room_id: str) -> None:
     if not ROOM_ID_PATTERN.fullmatch(room_id):
@@ -99,6 +103,10 @@ def parse_gate_params(query: Mapping[str, str]) -> tuple[str, str, str, Literal[
         if not query.get(name):
             raise InvalidConnectionRequest(f"{name} parameter required")
     check_room_id(query["roomID"])
+    if query["clientID"] == SERVER_CLIENT_ID:
+        raise InvalidConnectionRequest(
+            f"clientID {SERVER_CLIENT_ID} is reserved for the server's own mutations"
+        )
     jurisdiction = query.get("jurisdiction", "")
     if jurisdiction not in ("", "eu"):
         raise InvalidConnectionRequest("invalid jurisdiction parameter")

@@ -151,6 +151,7 @@ class ReflectServer:
             app_id=self.settings.app_id,
             throttle=FailedAuthThrottle(self.settings.limits.max_failed_auth_per_minute),
             log_tail=self.log_tail,
+            peers=peers if cluster is not None else None,
         )
         logger.info("reflectd ready (storage: %s)", self.settings.db)
 

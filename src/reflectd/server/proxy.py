@@ -110,13 +110,24 @@ async def _owner_to_client(socket: ClientSocket, upstream: ClientConnection) -> 
         socket.send(frame.encode() if isinstance(frame, str) else frame)
 
 
-async def forward_request(request: Request, owner_url: str, *, peers: PeerAuth) -> Response:
-    """Forward an HTTP request (a close beacon) to the room's owner; its answer is ours."""
+#: the headers a forwarded request keeps
+_FORWARDED_HEADERS = (
+    "authorization",
+    "x-reflect-api-key",
+    "x-reflect-auth-api-key",
+    "content-type",
+    "idempotency-key",
+)
+
+
+async def forward_request(
+    request: Request, owner_url: str, *, peers: PeerAuth, body: bytes | None = None
+) -> Response:
+    """Forward an HTTP request (a close beacon, a REST change to a room) to the room's owner;
+    its answer is ours. ``body``: the request's body, when it was read already."""
     url = owner_url.rstrip("/") + request.url.path
     headers = {
-        name: value
-        for name, value in request.headers.items()
-        if name.lower() in ("authorization", "content-type")
+        name: value for name, value in request.headers.items() if name.lower() in _FORWARDED_HEADERS
     }
     headers[PROXIED_HEADER] = peers.header(request.url.path, request.query_params.multi_items())
     try:
@@ -125,7 +136,7 @@ async def forward_request(request: Request, owner_url: str, *, peers: PeerAuth) 
                 request.method,
                 url,
                 params=request.url.query,
-                content=await request.body(),
+                content=await request.body() if body is None else body,
                 headers=headers,
             )
     except httpx.HTTPError as exc:

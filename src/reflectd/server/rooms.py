@@ -49,10 +49,12 @@ class RoomRegistry:
         self._loading: dict[str, asyncio.Task[RoomActor]] = {}
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._create_lock = asyncio.Lock()
-        self._handlers = app.room_handlers()
-        self._engine = settings.engine
+        #: the app's mutators and room handlers
+        self.handlers = app.room_handlers()
+        #: the room engine's limits and timings (the app may set max_mutations_per_turn)
+        self.engine = settings.engine
         if app.max_mutations_per_turn is not None:
-            self._engine = replace(self._engine, max_mutations_per_turn=app.max_mutations_per_turn)
+            self.engine = replace(self.engine, max_mutations_per_turn=app.max_mutations_per_turn)
         self._renewer: asyncio.Task[None] | None = None
         self.closing = False
         #: the last lease renewal raised (storage unreachable); ``/readyz`` reports it
@@ -81,7 +83,7 @@ class RoomRegistry:
         lease = await self._acquire(room_id)
         try:
             snapshot = await self.store.load_room(room_id)
-            room = Room(room_id, snapshot, handlers=self._handlers, settings=self._engine)
+            room = Room(room_id, snapshot, handlers=self.handlers, settings=self.engine)
             room.start()
             writes = room.take_writes()
             if not writes.is_empty():

@@ -15,13 +15,19 @@ from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 import msgspec
 
-from reflectd.engine.records import RoomRecord, RoomSnapshot, RoomStatus, RoomWrites
+from reflectd.engine.records import (
+    RememberedCall,
+    RoomRecord,
+    RoomSnapshot,
+    RoomStatus,
+    RoomWrites,
+)
 
 if TYPE_CHECKING:
     from reflectd.storage.leases import ClusterStore
 
 #: the schema version this code writes; backends migrate older stores up to it on open
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Store(Protocol):
@@ -59,8 +65,16 @@ class Store(Protocol):
         nothing."""
 
     async def delete_room_data(self, room_id: str) -> None:
-        """Remove every stored value of the room (user entries, clients, version). The room
-        record is kept."""
+        """Remove every stored value of the room (user entries, clients, version, remembered
+        calls). The room record is kept."""
+
+    async def find_remembered_call(self, room_id: str, key: str) -> RememberedCall | None:
+        """The server-side mutation committed with idempotency ``key`` in the room, if any."""
+        ...
+
+    async def forget_calls_before(self, at_ms: int) -> int:
+        """Forget the remembered calls made before ``at_ms``; returns how many."""
+        ...
 
 
 # ---------------------------------------------------------------------------- API keys
@@ -70,6 +84,7 @@ Permission = Literal[
     "rooms:create",
     "rooms:close",
     "rooms:delete",
+    "rooms:write",
     "connections:invalidate",
     "logs:read",
     "metrics:read",

@@ -6,6 +6,7 @@ commit that fails halfway leaves nothing behind. Nothing survives the process.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import islice
@@ -17,6 +18,7 @@ from sortedcontainers import SortedDict
 from reflectd.engine.records import (
     ClientRecord,
     Entry,
+    RememberedCall,
     RoomRecord,
     RoomSnapshot,
     RoomStatus,
@@ -39,6 +41,7 @@ class _RoomData:
     clients: Mapping[str, ClientRecord] = field(default_factory=dict)
     client_tombstones: Mapping[str, str | None] = field(default_factory=dict)
     entries: Mapping[str, Entry] = field(default_factory=dict)
+    remembered: Mapping[str, RememberedCall] = field(default_factory=dict)
 
 
 _NO_DATA = _RoomData()
@@ -165,6 +168,19 @@ class MemoryStore:
         self._check_open()
         self._data.pop(room_id, None)
 
+    async def find_remembered_call(self, room_id: str, key: str) -> RememberedCall | None:
+        self._check_open()
+        return self._data.get(room_id, _NO_DATA).remembered.get(key)
+
+    async def forget_calls_before(self, at_ms: int) -> int:
+        self._check_open()
+        forgotten = 0
+        for room_id, data in list(self._data.items()):
+            kept = {k: c for k, c in data.remembered.items() if c.at_ms >= at_ms}
+            forgotten += len(data.remembered) - len(kept)
+            self._data[room_id] = dataclasses.replace(data, remembered=kept)
+        return forgotten
+
     async def client_tombstones(self, room_id: str) -> dict[str, str | None]:
         """See ``reflectd.storage.base.TombstoneReader``."""
         self._check_open()
@@ -183,6 +199,9 @@ class MemoryStore:
             clients.pop(client_id, None)
         client_tombstones = {**old.client_tombstones, **writes.deleted_clients}
         self._fault("after_clients")
+        taken = writes.remembered.keys() & old.remembered.keys()
+        if taken:
+            raise KeyError(f"idempotency key {min(taken)!r} is remembered already")
         new = _RoomData(
             version=old.version if writes.version is None else writes.version,
             connected_clients=(
@@ -193,6 +212,7 @@ class MemoryStore:
             clients=clients,
             client_tombstones=client_tombstones,
             entries=entries,
+            remembered={**old.remembered, **writes.remembered},
         )
         self._fault("before_commit")
         return new

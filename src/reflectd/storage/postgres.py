@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from reflectd.engine.records import ClientRecord, RoomRecord, RoomSnapshot, RoomStatus, RoomWrites
+from reflectd.engine.records import (
+    ClientRecord,
+    RememberedCall,
+    RoomRecord,
+    RoomSnapshot,
+    RoomStatus,
+    RoomWrites,
+)
 from reflectd.errors import DatabaseNotFound, StorageError
 from reflectd.storage import rows
 from reflectd.storage.base import ApiKeyRecord, Backend, Permission
@@ -305,6 +312,20 @@ class PostgresStore:
 
         await self._call(run, f"delete data of room {room_id!r}")
 
+    async def find_remembered_call(self, room_id: str, key: str) -> RememberedCall | None:
+        async def run(conn: Connection) -> RememberedCall | None:
+            found = await conn.fetchrow(self._sql.find_remembered, room_id, key)
+            return None if found is None else RememberedCall(found[0], found[1])
+
+        return await self._call(run, f"find a remembered call of room {room_id!r}")
+
+    async def forget_calls_before(self, at_ms: int) -> int:
+        async def run(conn: Connection) -> int:
+            status = await conn.execute(self._sql.forget_remembered, at_ms)
+            return int(status.rsplit(" ", 1)[-1])
+
+        return await self._call(run, "forget remembered calls")
+
     async def client_tombstones(self, room_id: str) -> dict[str, str | None]:
         """See ``reflectd.storage.base.TombstoneReader``."""
 
@@ -401,6 +422,15 @@ class PostgresStore:
                     room_id,
                     [_bytes(client_id) for client_id in writes.connected_clients],
                 )
+        if writes.remembered:
+            calls = writes.remembered.items()
+            await conn.execute(
+                sql.insert_remembered,
+                room_id,
+                [key for key, _ in calls],
+                [c.version for _, c in calls],
+                [c.at_ms for _, c in calls],
+            )
         self._fault("before_commit")
 
     async def cluster_secret(self) -> bytes:
@@ -464,6 +494,9 @@ class _Statements:
     upsert_version: str
     delete_connected: str
     insert_connected: str
+    insert_remembered: str
+    find_remembered: str
+    forget_remembered: str
     delete_room_data: tuple[str, ...]
     acquire_lease: str
     renew_lease: str
@@ -542,6 +575,15 @@ class _Statements:
                 "INSERT INTO {s}.connected_clients (room_id, client_id)"
                 " SELECT $1, unnest($2::bytea[])"
             ),
+            insert_remembered=(
+                "INSERT INTO {s}.remembered_calls (room_id, idempotency_key, version, at_ms)"
+                " SELECT $1, * FROM unnest($2::text[], $3::int8[], $4::int8[])"
+            ),
+            find_remembered=(
+                "SELECT version, at_ms FROM {s}.remembered_calls"
+                " WHERE room_id = $1 AND idempotency_key = $2"
+            ),
+            forget_remembered="DELETE FROM {s}.remembered_calls WHERE at_ms < $1",
             delete_room_data=tuple(
                 f"DELETE FROM {{s}}.{table} WHERE room_id = $1" for table in rows.ROOM_DATA_TABLES
             ),

@@ -25,6 +25,7 @@ ROOM_DATA_TABLES = (
     "clients",
     "client_tombstones",
     "entries",
+    "remembered_calls",
 )
 
 #: the columns of ``rooms``, as ``room_record`` reads them

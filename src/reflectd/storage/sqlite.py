@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from reflectd.engine.records import RoomRecord, RoomSnapshot, RoomStatus, RoomWrites
+from reflectd.engine.records import (
+    RememberedCall,
+    RoomRecord,
+    RoomSnapshot,
+    RoomStatus,
+    RoomWrites,
+)
 from reflectd.errors import DatabaseNotFound, StorageError
 from reflectd.storage import rows
 from reflectd.storage.base import ApiKeyRecord, Permission
@@ -209,6 +215,23 @@ class SQLiteStore:
 
         await self._call(run, f"delete data of room {room_id!r}", write=True)
 
+    async def find_remembered_call(self, room_id: str, key: str) -> RememberedCall | None:
+        def run(conn: sqlite3.Connection) -> RememberedCall | None:
+            found = conn.execute(
+                "SELECT version, at_ms FROM remembered_calls"
+                " WHERE room_id = ? AND idempotency_key = ?",
+                (room_id, key),
+            ).fetchone()
+            return None if found is None else RememberedCall(*found)
+
+        return await self._call(run, f"find a remembered call of room {room_id!r}")
+
+    async def forget_calls_before(self, at_ms: int) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM remembered_calls WHERE at_ms < ?", (at_ms,)).rowcount
+
+        return await self._call(run, "forget remembered calls", write=True)
+
     async def client_tombstones(self, room_id: str) -> dict[str, str | None]:
         """See ``reflectd.storage.base.TombstoneReader``."""
 
@@ -260,6 +283,11 @@ class SQLiteStore:
                 "INSERT INTO connected_clients (room_id, client_id) VALUES (?, ?)",
                 [(room_id, client_id) for client_id in writes.connected_clients],
             )
+        conn.executemany(
+            "INSERT INTO remembered_calls (room_id, idempotency_key, version, at_ms)"
+            " VALUES (?, ?, ?, ?)",
+            [(room_id, key, c.version, c.at_ms) for key, c in writes.remembered.items()],
+        )
 
     # ------------------------------------------------------------------ the writer thread
 

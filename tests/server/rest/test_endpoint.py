@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from reflectd.errors import ApiError
 from reflectd.server.rest.commands import RoomCommands
 from reflectd.server.rest.endpoint import RouteTable
 from reflectd.server.rest.markdown import main as markdown_main
@@ -26,11 +27,21 @@ class StringBody(msgspec.Struct):
     name: str
 
 
+class RequiredHeader(msgspec.Struct):
+    token: str = msgspec.field(name="X-Token")
+
+
 async def takes_a_float(commands: RoomCommands, query: FloatQuery) -> Empty:
     return Empty()
 
 
 async def takes_a_string_body(commands: RoomCommands, query: RoomQuery, body: StringBody) -> Empty:
+    return Empty()
+
+
+async def takes_a_required_header(
+    commands: RoomCommands, query: RoomQuery, headers: RequiredHeader
+) -> Empty:
     return Empty()
 
 
@@ -43,9 +54,24 @@ def test_a_query_field_the_parser_cannot_read_is_refused_when_declared() -> None
         RouteTable().route("GET", "/x", permission="rooms:read", summary="x")(takes_a_float)
 
 
-def test_a_body_field_that_is_not_a_literal_is_refused_when_declared() -> None:
-    with pytest.raises(TypeError, match=r"StringBody\.name"):
-        RouteTable().route("POST", "/x", permission="rooms:read", summary="x")(takes_a_string_body)
+def test_a_required_header_is_refused_when_declared() -> None:
+    with pytest.raises(TypeError, match=r"RequiredHeader\.token"):
+        RouteTable().route("POST", "/x", permission="rooms:read", summary="x")(
+            takes_a_required_header
+        )
+
+
+@pytest.mark.anyio
+async def test_a_typed_body_field_is_checked_with_a_schema_error() -> None:
+    table = RouteTable()
+    table.route("POST", "/x", permission="rooms:read", summary="x")(takes_a_string_body)
+    command = table.routes[0].command
+    with pytest.raises(ApiError) as refused:
+        await command.run(None, [("roomID", "r")], b'{"name": 1}', None, {}, "key")  # type: ignore[arg-type]
+    assert refused.value.status == 400
+    assert refused.value.message == "Body schema error. Expected `str`, got `int` - at `$.name`"
+    result = await command.run(None, [("roomID", "r")], b'{"name": "n"}', None, {}, "key")  # type: ignore[arg-type]
+    assert result == Empty()
 
 
 def test_a_legacy_path_must_name_a_query_field() -> None:

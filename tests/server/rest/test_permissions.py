@@ -17,6 +17,8 @@ pytestmark = pytest.mark.anyio
 
 _names = itertools.count()
 
+_PUT = '{"name": "put", "args": {"key": "k", "value": 1}}'
+
 #: (shape, method, command, query, body, permission) of every route; {new} is a fresh roomID
 ROUTES: list[tuple[str, str, str, dict[str, str], str | None, Permission]] = []
 for _shape in ("apps", "original"):
@@ -26,6 +28,15 @@ for _shape in ("apps", "original"):
         (_shape, "POST", "rooms:create", {"roomID": "{new}"}, "{}", "rooms:create"),
         (_shape, "POST", "rooms:close", {"roomID": "open"}, None, "rooms:close"),
         (_shape, "POST", "rooms:delete", {"roomID": "closed"}, None, "rooms:delete"),
+        (_shape, "POST", "rooms:mutate", {"roomID": "open"}, _PUT, "rooms:write"),
+        (
+            _shape,
+            "POST",
+            "rooms:import",
+            {"roomID": "open"},
+            '{"contents": {"a": 1}}',
+            "rooms:write",
+        ),
         (_shape, "POST", "connections/all:invalidate", {}, None, "connections:invalidate"),
         (
             _shape,

@@ -7,11 +7,22 @@ The commands do not know which route or API shape called them.
 from __future__ import annotations
 
 import logging
+from functools import partial
 
+import msgspec
 from msgspec import Raw
 
+from reflectd.clock import now_ms
+from reflectd.engine.backend import (
+    ImportApplied,
+    ServerMutation,
+    import_contents,
+    mutate_as_server,
+)
+from reflectd.engine.handlers import CallFailed
 from reflectd.engine.records import RoomRecord
 from reflectd.engine.room import Room
+from reflectd.errors import StorageError
 from reflectd.protocol.connect import ROOM_ID_PATTERN, ROOM_ID_RULE
 from reflectd.server.rest.failures import Failure
 from reflectd.server.rest.wire import (
@@ -19,7 +30,10 @@ from reflectd.server.rest.wire import (
     ROOM_EXAMPLE,
     Empty,
     GetRoomContentsResult,
+    ImportMode,
+    ImportResult,
     ListRoomsResult,
+    MutateResult,
 )
 from reflectd.server.rest.wire import Room as RoomJson
 from reflectd.server.rooms import RoomRegistry
@@ -61,6 +75,38 @@ INVALID_ROOM_ID = Failure(
     "rooms",
     {"room_id": "bad id!"},
 )
+
+#: a mutation or import into a closed room
+ROOM_CLOSED = Failure(
+    409,
+    "the room is closed (it takes no more changes)",
+    'Room "{room_id}" is closed',
+    "rooms",
+    _ROOM,
+)
+UNKNOWN_MUTATOR = Failure(
+    400,
+    "the app has no mutator of that name",
+    'Unknown mutator "{name}"',
+    "rooms",
+    {"name": "addOrder"},
+)
+MUTATOR_FAILED = Failure(
+    422,
+    "the mutator threw (nothing changed)",
+    'Mutator "{name}" failed: {message}',
+    "rooms",
+    {"name": "addOrder", "message": "Error: no such order"},
+)
+INVALID_CONTENTS = Failure(
+    400,
+    "a key or value breaks the room's limits (nothing changed)",
+    "Invalid contents at key {key}: {reason}",
+    "rooms",
+    {"key": '"title"', "reason": "the value is larger than 131072 bytes"},
+)
+#: the longest part of a key quoted in an error message
+_QUOTED_KEY_CHARS = 80
 
 
 class RoomCommands:
@@ -131,6 +177,90 @@ class RoomCommands:
             await self.registry.delete_room(room_id)
             logger.info("room deleted", extra={"room_id": room_id})
         return Empty()
+
+    async def mutate(
+        self, room_id: str, name: str, args: object, *, key_name: str, idempotency_key: str | None
+    ) -> MutateResult:
+        """Run the app's mutator ``name`` in the room for its backend; answers once committed.
+        ``NotOwner`` when another node owns the room."""
+        await self._writable(room_id)
+        if not self.registry.handlers.has_mutator(name):
+            raise UNKNOWN_MUTATOR.error(name=name)
+        if idempotency_key is not None:
+            remembered = await self.store.find_remembered_call(room_id, idempotency_key)
+            if remembered is not None:
+                return MutateResult(remembered.version, replayed=True)
+        mutation = ServerMutation(name, args, key_name, idempotency_key, now_ms())
+        actor = await self.registry.actor(room_id)
+        try:
+            outcome = await actor.call(partial(mutate_as_server, mutation=mutation))
+        except StorageError:
+            # the same key committed meanwhile (another call, since this room was loaded)
+            if idempotency_key is not None:
+                remembered = await self.store.find_remembered_call(room_id, idempotency_key)
+                if remembered is not None:
+                    return MutateResult(remembered.version, replayed=True)
+            raise
+        if isinstance(outcome, CallFailed):
+            raise MUTATOR_FAILED.error(name=name, message=outcome.message)
+        logger.info(
+            "server-side mutation %s applied at version %d",
+            name,
+            outcome.version,
+            extra={"room_id": room_id},
+        )
+        return MutateResult(outcome.version, replayed=outcome.replayed)
+
+    async def import_contents(
+        self, room_id: str, contents: dict[str, Raw], mode: ImportMode
+    ) -> ImportResult:
+        """Write ``contents`` into the room as one change, creating the room if it does not
+        exist (as a client's first connect does). ``NotOwner`` when another node owns it."""
+        values = self._checked_contents(contents)
+        record = await self.store.get_room(room_id)
+        if record is None:
+            if not ROOM_ID_PATTERN.fullmatch(room_id):
+                raise INVALID_ROOM_ID.error(room_id=room_id)
+            await self.registry.create_room(room_id, "")
+        await self._writable(room_id)
+        actor = await self.registry.actor(room_id)
+        outcome: ImportApplied = await actor.call(
+            partial(import_contents, contents=values, replace=mode == "replace")
+        )
+        logger.info(
+            "imported %d keys (%s): %d written, %d deleted, %d skipped",
+            len(values),
+            mode,
+            outcome.written,
+            outcome.deleted,
+            outcome.skipped,
+            extra={"room_id": room_id},
+        )
+        return ImportResult(outcome.version, outcome.written, outcome.deleted, outcome.skipped)
+
+    def _checked_contents(self, contents: dict[str, Raw]) -> dict[str, bytes]:
+        """Each value re-encoded compactly, every key and value within the room's limits."""
+        limits = self.registry.engine
+        values = {}
+        for key, raw in contents.items():
+            value = msgspec.json.encode(msgspec.json.decode(raw))
+            reason = None
+            if len(key.encode()) > limits.max_key_bytes:
+                reason = f"the key is longer than {limits.max_key_bytes} bytes"
+            elif len(value) > limits.max_value_bytes:
+                reason = f"the value is larger than {limits.max_value_bytes} bytes"
+            if reason is not None:
+                quoted = msgspec.json.encode(key[:_QUOTED_KEY_CHARS]).decode()
+                raise INVALID_CONTENTS.error(key=quoted, reason=reason)
+            values[key] = value
+        return values
+
+    async def _writable(self, room_id: str) -> None:
+        record = await self._record(room_id)
+        if record.status == "deleted":
+            raise ROOM_GONE.error(room_id=room_id)
+        if record.status == "closed":
+            raise ROOM_CLOSED.error(room_id=room_id)
 
     async def invalidate_all(self) -> Empty:
         self.registry.close_connections(lambda socket: True)

@@ -1,11 +1,14 @@
 """How a REST route is declared: one decorated function per command, in ``routes.py``.
 
 ``@table.route(...)`` takes what the function's signature does not say: the method, the path
-below the API's prefix, the permission, a summary, an example result and the failures the
-command itself raises. The function's docstring is the route's description; its parameters'
-types are the query (``query: SomeQuery``) and the body (``body: SomeBody``, absent when the
-route takes none); its return type is the result. The server parses, checks and answers from
-these, and the OpenAPI document (``openapi.py``) describes them: nothing else lists the routes.
+below the API's prefix, the permission, a summary, an example result, the failures the
+command itself raises and the largest body it takes. The function's docstring is the route's
+description; its parameters' types are the query (``query: SomeQuery``), the body
+(``body: SomeBody``, absent when the route takes none) and the headers it reads
+(``headers: SomeHeaders``, optional strings named as the headers are); a ``key_name: str``
+parameter gets the name of the caller's API key. Its return type is the result. The server
+parses, checks and answers from these, and the OpenAPI document (``openapi.py``) describes
+them: nothing else lists the routes.
 
 A ``path`` is served in both API shapes, ``/v1/apps/{app-id}`` and the original server's
 ``/api/v1``; a ``legacy`` path only in the latter, with one ``{name}`` path segment that
@@ -17,14 +20,20 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from reflectd.server.rest.failures import Failure
-from reflectd.server.rest.parsing import body_literals, parse_request, query_fields
+from reflectd.server.rest.failures import MAX_BODY_BYTES, Failure
+from reflectd.server.rest.parsing import (
+    body_literals,
+    header_fields,
+    parse_headers,
+    parse_request,
+    query_fields,
+)
 from reflectd.server.rest.wire import NoQuery
 from reflectd.storage.base import Permission
 
@@ -50,10 +59,14 @@ class Command:
     permission: Permission
     query: type[msgspec.Struct]
     body: type[msgspec.Struct] | None
+    headers: type[msgspec.Struct] | None
+    #: the handler takes the caller's API key name as ``key_name``
+    takes_key_name: bool
     result: type[msgspec.Struct]
     example: msgspec.Struct
     #: what the command itself raises; parsing, keys and paths add theirs (``openapi.py``)
     failures: tuple[Failure, ...]
+    max_body_bytes: int
     handler: Handler
 
     async def run(
@@ -62,11 +75,18 @@ class Command:
         items: Iterable[tuple[str, str]],
         body: bytes,
         segment: tuple[str, str] | None,
+        headers: Mapping[str, str],
+        key_name: str,
     ) -> msgspec.Struct:
         query, parsed = parse_request(self.query, self.body, items, body, segment=segment)
-        if self.body is None:
-            return await self.handler(commands, query)
-        return await self.handler(commands, query, parsed)
+        arguments: dict[str, Any] = {"query": query}
+        if self.body is not None:
+            arguments["body"] = parsed
+        if self.headers is not None:
+            arguments["headers"] = parse_headers(self.headers, headers)
+        if self.takes_key_name:
+            arguments["key_name"] = key_name
+        return await self.handler(commands, **arguments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +124,12 @@ class RouteTable:
         summary: str,
         example: msgspec.Struct | None = None,
         failures: Iterable[Failure] = (),
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> Callable[[H], H]:
         def declare(handler: H) -> H:
-            command = _command(handler, permission, summary, example, tuple(failures))
+            command = _command(
+                handler, permission, summary, example, tuple(failures), max_body_bytes
+            )
             if path is not None:
                 self.routes += (RestRoute(method, path, re.compile(re.escape(path)), command),)
             if legacy is not None:
@@ -122,14 +145,18 @@ def _command(
     summary: str,
     example: msgspec.Struct | None,
     failures: tuple[Failure, ...],
+    max_body_bytes: int,
 ) -> Command:
     hints = typing.get_type_hints(handler)
     query: type[msgspec.Struct] = hints.get("query", NoQuery)
     body: type[msgspec.Struct] | None = hints.get("body")
+    headers: type[msgspec.Struct] | None = hints.get("headers")
     result: type[msgspec.Struct] = hints["return"]
-    query_fields(query)  # a query or body field of an unknown kind fails here, at import
+    query_fields(query)  # a query, body or header field of an unknown kind fails here
     if body is not None:
         body_literals(body)
+    if headers is not None:
+        header_fields(headers)
     if example is None:
         example = result()
     if not isinstance(example, result):
@@ -141,9 +168,12 @@ def _command(
         permission=permission,
         query=query,
         body=body,
+        headers=headers,
+        takes_key_name="key_name" in hints,
         result=result,
         example=example,
         failures=failures,
+        max_body_bytes=max_body_bytes,
         handler=handler,
     )
 

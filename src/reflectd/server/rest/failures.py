@@ -20,6 +20,8 @@ from reflectd.server.errors import INTERNAL_ERROR_BODY, RETRY_AFTER_S, Resource
 
 #: the largest REST request body accepted
 MAX_BODY_BYTES = 64 * 1024
+#: the largest body of ``rooms:import`` (a whole room's contents)
+IMPORT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 #: in the original server's ``/api/v1`` API, these statuses answer with the room's own plain
 #: text instead of the JSON envelope, as the original forwards it

@@ -25,6 +25,7 @@ from reflectd import __version__
 from reflectd.server.rest import failures as F
 from reflectd.server.rest.endpoint import RestRoute, example_of
 from reflectd.server.rest.parsing import (
+    INVALID_HEADER,
     UNEXPECTED_QUERY,
     body_failures,
     query_failures,
@@ -61,6 +62,7 @@ STATUS_TEXT = {
     409: "Conflict",
     410: "Gone",
     413: "Content Too Large",
+    422: "Unprocessable Content",
     429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -83,9 +85,15 @@ def failures(shape: Shape, route: RestRoute) -> list[F.Failure]:
         found.append(F.OTHER_APP)
     if route.legacy:
         found += [F.UNENCODED_SEGMENT, F.MALFORMED_SEGMENT, F.NUL_IN_SEGMENT]
-    found += [F.WRONG_METHOD, F.FORBIDDEN.at(permission=route.permission), F.TOO_LARGE]
+    found += [
+        F.WRONG_METHOD,
+        F.FORBIDDEN.at(permission=route.permission),
+        F.TOO_LARGE.at(max_bytes=command.max_body_bytes),
+    ]
     found += query_failures(command.query) if not route.legacy else [UNEXPECTED_QUERY]
     found += body_failures(command.body)
+    if command.headers is not None:
+        found.append(INVALID_HEADER)
     found += command.failures
     if not any(f.status == 500 for f in command.failures):
         found.append(F.INTERNAL)
@@ -170,6 +178,7 @@ def _parameters(shape: Shape, route: RestRoute, app_id: str | None) -> list[JSON
                 "example": app_id or "default",
             }
         )
+    parameters += _header_parameters(route)
     properties = _query_schema(route)["properties"]
     if route.segment is not None:
         parameters.append(
@@ -207,6 +216,27 @@ def _parameters(shape: Shape, route: RestRoute, app_id: str | None) -> list[JSON
     return parameters
 
 
+def _header_parameters(route: RestRoute) -> list[JSON]:
+    headers = route.command.headers
+    if headers is None:
+        return []
+    (_,), components = msgspec.json.schema_components([headers], ref_template=_SCHEMAS)
+    found = []
+    for name, schema in components[headers.__name__]["properties"].items():
+        schema = dict(schema)
+        found.append(
+            {
+                "name": name,
+                "in": "header",
+                "required": False,
+                "description": schema.pop("description"),
+                "example": schema.pop("examples")[0],
+                "schema": schema,
+            }
+        )
+    return found
+
+
 def _query_schema(route: RestRoute) -> JSON:
     (_,), components = msgspec.json.schema_components([route.command.query], ref_template=_SCHEMAS)
     schema: JSON = components[route.command.query.__name__]
@@ -237,7 +267,10 @@ def _operation(shape: Shape, route: RestRoute, app_id: str | None) -> JSON:
                 "application/json": {
                     "schema": _ref(command.body.__name__),
                     "examples": {
-                        summary: {"summary": summary, "value": msgspec.to_builtins(value)}
+                        summary: {
+                            "summary": summary,
+                            "value": msgspec.json.decode(msgspec.json.encode(value)),
+                        }
                         for summary, value in examples.items()
                     },
                 }

@@ -9,7 +9,7 @@ the same failures for the documentation, from the same Structs.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -71,6 +71,20 @@ UNEXPECTED_BODY_PROPERTY = Failure(
     "Body schema error. Unexpected property {key}",
     example={"key": "foo"},
 )
+BODY_SCHEMA = Failure(
+    400,
+    "a property of the body is missing or of the wrong type",
+    "Body schema error. {detail}",
+    example={"detail": "Expected `str`, got `int` - at `$.name`"},
+)
+#: the longest value of a header a route reads
+MAX_HEADER_CHARS = 255
+INVALID_HEADER = Failure(
+    400,
+    "the {name} header is not 1 to {max_chars} printable ASCII characters",
+    "Header error. {name} must be 1 to {max_chars} printable ASCII characters",
+    example={"name": "Idempotency-Key", "max_chars": MAX_HEADER_CHARS},
+)
 NOT_THE_LITERAL = Failure(
     400,
     "the {key} is not `{value}`",
@@ -113,14 +127,30 @@ def query_fields(query_type: type[msgspec.Struct]) -> tuple[QueryField, ...]:
 
 @functools.cache
 def body_literals(body_type: type[msgspec.Struct]) -> dict[str, str]:
-    """The body's fields (each optional) and the one value each may have."""
+    """The body's fields that may have one value only (the original's), and that value.
+    Other fields are typed: msgspec checks them (``BODY_SCHEMA``)."""
     literals = {}
     for field in _struct_info(body_type).fields:
         kind = _unwrap(field.type)
-        if not (isinstance(kind, inspect.LiteralType) and len(kind.values) == 1):
-            raise TypeError(f"{body_type.__name__}.{field.name}: a body field is a Literal")
-        literals[field.encode_name] = str(kind.values[0])
+        if isinstance(kind, inspect.LiteralType) and len(kind.values) == 1:
+            literals[field.encode_name] = str(kind.values[0])
     return literals
+
+
+@functools.cache
+def body_fields(body_type: type[msgspec.Struct]) -> frozenset[str]:
+    return frozenset(field.encode_name for field in _struct_info(body_type).fields)
+
+
+@functools.cache
+def header_fields(headers_type: type[msgspec.Struct]) -> tuple[str, ...]:
+    """The headers a route reads (each an optional string)."""
+    names = []
+    for field in _struct_info(headers_type).fields:
+        if field.required:
+            raise TypeError(f"{headers_type.__name__}.{field.name}: a header is optional")
+        names.append(field.encode_name)
+    return tuple(names)
 
 
 def exclusive(query_type: type[msgspec.Struct]) -> tuple[str, ...]:
@@ -228,24 +258,43 @@ def parse_body(body_type: type[msgspec.Struct] | None, body: bytes) -> msgspec.S
         raise INVALID_JSON.error() from None
     if not isinstance(value, dict):
         raise NOT_AN_OBJECT.error(type=_js_type(value))
-    literals = body_literals(body_type)
+    names = body_fields(body_type)
     for key in value:
-        if key not in literals:
+        if key not in names:
             raise UNEXPECTED_BODY_PROPERTY.error(key=key)
-    for key, expected in literals.items():
+    for key, expected in body_literals(body_type).items():
         if key in value and value[key] != expected:
             got = msgspec.json.encode(value[key]).decode()
             raise NOT_THE_LITERAL.error(key=key, expected=_json(expected), got=got)
-    return msgspec.convert(value, body_type)
+    try:
+        return msgspec.json.decode(body, type=body_type)
+    except msgspec.ValidationError as e:
+        raise BODY_SCHEMA.error(detail=str(e)) from None
 
 
-async def read_body(request: Request) -> bytes:
-    body = b""
+def parse_headers(headers_type: type[S], headers: Mapping[str, str]) -> S:
+    """The route's headers: each a string of 1 to ``MAX_HEADER_CHARS`` printable ASCII
+    characters, when given."""
+    values = {}
+    for name in header_fields(headers_type):
+        value = headers.get(name)
+        if value is None:
+            continue
+        if not (0 < len(value) <= MAX_HEADER_CHARS and value.isascii() and value.isprintable()):
+            raise INVALID_HEADER.error(name=name, max_chars=MAX_HEADER_CHARS)
+        values[name] = value
+    return msgspec.convert(values, headers_type)
+
+
+async def read_body(request: Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+    chunks = []
+    size = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise TOO_LARGE.error(max_bytes=MAX_BODY_BYTES)
-    return body
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise TOO_LARGE.error(max_bytes=max_bytes)
+    return b"".join(chunks)
 
 
 # ------------------------------------------------------------------------------ documentation
@@ -275,8 +324,11 @@ def body_failures(body_type: type[msgspec.Struct] | None) -> list[Failure]:
     if body_type is None:
         return [UNEXPECTED_BODY]
     found = [INVALID_JSON, NOT_AN_OBJECT, UNEXPECTED_BODY_PROPERTY]
-    for key, value in body_literals(body_type).items():
+    literals = body_literals(body_type)
+    for key, value in literals.items():
         found.append(NOT_THE_LITERAL.at(key=key, value=value, expected=_json(value)))
+    if body_fields(body_type) - literals.keys():
+        found.append(BODY_SCHEMA)
     return found
 
 

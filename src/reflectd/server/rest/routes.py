@@ -26,23 +26,33 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from reflectd.clock import now_ms
-from reflectd.errors import ApiError, RoomUnavailable
+from reflectd.errors import ApiError, NotOwner, RoomUnavailable
 from reflectd.logs import LOG_LEVELS, bind_log_fields, new_request_id, unbind_log_fields
 from reflectd.server.errors import api_error, internal_error, unavailable
 from reflectd.server.http import client_address
 from reflectd.server.log_tail import LogTail, TailFilter
+from reflectd.server.peers import PeerAuth
+from reflectd.server.proxy import forward_request
 from reflectd.server.rest import failures as F
 from reflectd.server.rest.commands import (
+    INVALID_CONTENTS,
     INVALID_ROOM_ID,
+    MUTATOR_FAILED,
+    ROOM_CLOSED,
     ROOM_DELETED,
     ROOM_EXISTS,
     ROOM_GONE,
     ROOM_NOT_FOUND,
     ROOM_OPEN,
+    UNKNOWN_MUTATOR,
     RoomCommands,
 )
 from reflectd.server.rest.endpoint import RestRoute, RouteTable
-from reflectd.server.rest.failures import MAX_BODY_BYTES, ORIGINAL_PLAIN_TEXT
+from reflectd.server.rest.failures import (
+    IMPORT_MAX_BODY_BYTES,
+    MAX_BODY_BYTES,
+    ORIGINAL_PLAIN_TEXT,
+)
 from reflectd.server.rest.keys import KeyRing
 from reflectd.server.rest.parsing import read_body
 from reflectd.server.rest.throttle import FailedAuthThrottle
@@ -51,8 +61,13 @@ from reflectd.server.rest.wire import (
     CreateRoomRequest,
     Empty,
     GetRoomContentsResult,
+    IdempotencyHeaders,
+    ImportRequest,
+    ImportResult,
     ListRoomsQuery,
     ListRoomsResult,
+    MutateRequest,
+    MutateResult,
     NewRoomQuery,
     NoQuery,
     Room,
@@ -177,6 +192,73 @@ async def delete_room(commands: RoomCommands, query: RoomQuery) -> Empty:
 
 @table.route(
     "POST",
+    "/rooms:mutate",
+    permission="rooms:write",
+    summary="Run a mutator",
+    example=MutateResult(42),
+    failures=(
+        ROOM_NOT_FOUND,
+        ROOM_CLOSED,
+        ROOM_GONE,
+        UNKNOWN_MUTATOR,
+        MUTATOR_FAILED,
+        F.INTERNAL.because("the room could not be loaded (for example its start handler raised)"),
+    ),
+)
+async def mutate(
+    commands: RoomCommands,
+    query: RoomQuery,
+    body: MutateRequest,
+    headers: IdempotencyHeaders,
+    key_name: str,
+) -> MutateResult:
+    """Runs one of the app's mutators in the room, for the app's backend, as the server runs a
+    client's mutation: `tx.reason` is `"authoritative"`, `tx.clientID` is `"$server"` (no
+    client may connect with that clientID) and `tx.auth` is
+    `{"userID": "$server", "apiKeyName": <the key's name>}`. The room's next turn applies it
+    at a version of its own, and every connected client receives its writes in its next
+    poke. Answers once the change is durable. A mutator that throws changes nothing: 422 with
+    its message. With `Idempotency-Key`, a retry (even concurrent) applies once."""
+    idempotency_key = _given(headers.idempotency_key)
+    return await commands.mutate(
+        query.room_id,
+        body.name,
+        body.args,
+        key_name=key_name,
+        idempotency_key=idempotency_key,
+    )
+
+
+@table.route(
+    "POST",
+    "/rooms:import",
+    permission="rooms:write",
+    summary="Import room contents",
+    example=ImportResult(43, 2, 0, 0),
+    failures=(
+        INVALID_ROOM_ID,
+        ROOM_CLOSED,
+        ROOM_GONE,
+        INVALID_CONTENTS,
+        F.INTERNAL.because("the room could not be loaded (for example its start handler raised)"),
+    ),
+    max_body_bytes=IMPORT_MAX_BODY_BYTES,
+)
+async def import_room_contents(
+    commands: RoomCommands, query: RoomQuery, body: ImportRequest
+) -> ImportResult:
+    """Writes keys into the room as one change at a new version, which connected clients
+    receive as one patch; values equal to the stored ones are left alone. `merge` keeps the
+    keys not given, `replace` deletes them. Keys under `-/p/` (a client's own state, such as
+    presence) are neither written nor deleted. A room that does not exist is created first,
+    as a client's first connect does. The body may be up to 64 MiB; each key and value must
+    be within the room's limits (`--max-key-bytes`, `--max-value-bytes`), or nothing is
+    written."""
+    return await commands.import_contents(query.room_id, body.contents, body.mode)
+
+
+@table.route(
+    "POST",
     "/connections/all:invalidate",
     permission="connections:invalidate",
     summary="Invalidate all connections",
@@ -251,8 +333,11 @@ class RestApi:
         app_id: str,
         throttle: FailedAuthThrottle,
         log_tail: LogTail | None = None,
+        peers: PeerAuth | None = None,
     ) -> None:
         self.commands = commands
+        #: how this node forwards a request to a room's owner (None: no other nodes)
+        self.peers = peers
         self.keys = keys
         self.app_id = app_id
         self.throttle = throttle
@@ -342,10 +427,17 @@ class RestApi:
         ) + route.template
         if route.permission not in principal.permissions:
             raise F.FORBIDDEN.error(key_name=principal.key_name, permission=route.permission)
-        body = await read_body(request)
+        body = await read_body(request, route.command.max_body_bytes)
         items = parse_qsl(request.url.query, keep_blank_values=True)
         named = (route.segment, segment) if route.segment is not None else None
-        result = await route.command.run(self.commands, items, body, named)
+        try:
+            result = await route.command.run(
+                self.commands, items, body, named, request.headers, principal.key_name
+            )
+        except NotOwner as e:  # a room's change is made by the node that owns the room
+            if self.peers is None or self.peers.sender(request) is not None:
+                return unavailable(F.ROOM_UNAVAILABLE.message, envelope=not original)
+            return await forward_request(request, e.owner.address, peers=self.peers, body=body)
         return Response(msgspec.json.encode({"result": result}), media_type="application/json")
 
     def _tail(self, request: Request, permissions: frozenset[Permission]) -> Response:

@@ -7,13 +7,14 @@ examples are what the documentation says about it.
 
 A query field is a string, a list of strings (a parameter that may repeat) or an integer
 (read as JavaScript's ``parseInt`` reads it); an absent optional one is ``UNSET``. A body
-field is a literal (``Literal["eu"]``). ``parsing.py`` refuses, at import, a route whose
-query or body has another kind of field.
+field is a one-value literal checked with the original's messages (``Literal["eu"]``) or any
+type msgspec checks. A header is an optional string. ``parsing.py`` refuses, at import, a
+route whose query has another kind of field.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Raw, UnsetType
@@ -116,6 +117,69 @@ CreateRoomRequest.examples = {
 }
 
 
+class MutateRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Required JSON: the mutator's name and its argument (any JSON; `null` when left out)."""
+
+    examples: ClassVar[dict[str, MutateRequest]]
+
+    name: Annotated[
+        str,
+        Meta(
+            min_length=1, max_length=256, description="The mutator's name.", examples=["addOrder"]
+        ),
+    ]
+    args: Annotated[Any, Meta(description="The mutator's argument.")] = None
+
+
+MutateRequest.examples = {
+    "a mutator with an argument": MutateRequest("markPaid", {"orderID": "o-17"}),
+    "a mutator without": MutateRequest("resetBoard"),
+}
+
+ImportMode = Literal["merge", "replace"]
+
+
+class ImportRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Required JSON: the contents to write and how."""
+
+    examples: ClassVar[dict[str, ImportRequest]]
+
+    contents: Annotated[
+        dict[str, Raw],
+        Meta(description="Keys and their JSON values, as `rooms/contents` returns them."),
+    ]
+    mode: Annotated[
+        ImportMode,
+        Meta(
+            description="`merge` writes the keys given and keeps the others; `replace` also "
+            "deletes every key not given."
+        ),
+    ] = "merge"
+
+
+ImportRequest.examples = {
+    "merge": ImportRequest({"title": Raw(b'"Board"'), "count": Raw(b"3")}),
+    "replace": ImportRequest({"title": Raw(b'"Board"')}, "replace"),
+}
+
+
+# ------------------------------------------------------------------------------ headers
+
+
+class IdempotencyHeaders(msgspec.Struct, forbid_unknown_fields=True):
+    idempotency_key: (
+        Annotated[
+            str,
+            Meta(
+                description="Makes a retried call apply once: a call with a key the room has seen "
+                "in the last 24 hours answers the first call's result and runs nothing.",
+                examples=["order-17-paid"],
+            ),
+        ]
+        | UnsetType
+    ) = msgspec.field(default=UNSET, name="Idempotency-Key")
+
+
 # ------------------------------------------------------------------------------ results
 
 
@@ -154,6 +218,31 @@ class GetRoomContentsResult(msgspec.Struct, forbid_unknown_fields=True):
 
     contents: Annotated[
         dict[str, Raw], Meta(description="Every live key of the room and its JSON value.")
+    ]
+
+
+class MutateResult(msgspec.Struct, forbid_unknown_fields=True):
+    """The mutation is committed."""
+
+    version: Annotated[int, Meta(description="The room version the mutation was applied at.")]
+    replayed: Annotated[
+        bool,
+        Meta(
+            description="The idempotency key was seen before: this is the first call's "
+            "result and nothing ran now."
+        ),
+    ] = False
+
+
+class ImportResult(msgspec.Struct, forbid_unknown_fields=True):
+    """The import is committed."""
+
+    version: Annotated[int, Meta(description="The room version after the import.")]
+    written: Annotated[int, Meta(ge=0, description="Keys written (new or changed values).")]
+    deleted: Annotated[int, Meta(ge=0, description="Keys deleted (`replace` only).")]
+    skipped: Annotated[
+        int,
+        Meta(ge=0, description="Keys under `-/p/` left out: they belong to a room's clients."),
     ]
 
 

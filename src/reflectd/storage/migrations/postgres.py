@@ -98,6 +98,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             secret BYTEA NOT NULL
         )""",
     ),
+    # 3 -> 4: server-side mutations remembered by their idempotency key
+    (
+        """CREATE TABLE {schema}.remembered_calls (
+            room_id TEXT COLLATE "C" NOT NULL,
+            idempotency_key TEXT COLLATE "C" NOT NULL,
+            version BIGINT NOT NULL,
+            at_ms BIGINT NOT NULL,
+            PRIMARY KEY (room_id, idempotency_key)
+        )""",
+        "CREATE INDEX remembered_calls_at ON {schema}.remembered_calls (at_ms)",
+    ),
 )
 
 #: the tables of the schema, but ``schema_version``

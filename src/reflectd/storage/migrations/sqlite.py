@@ -73,6 +73,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_used_ms INTEGER
         ) WITHOUT ROWID""",
     ),
+    # 2 -> 3: server-side mutations remembered by their idempotency key
+    (
+        """CREATE TABLE remembered_calls (
+            room_id TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            PRIMARY KEY (room_id, idempotency_key)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX remembered_calls_at ON remembered_calls (at_ms)",
+    ),
 )
 
 
