@@ -103,7 +103,9 @@ def app_form(request: pytest.FixtureRequest) -> str:
     return form
 
 
-def _make_server(target: str, base: Path, *, auth: bool, app_form: str) -> ServerProcess:
+def _make_server(
+    target: str, base: Path, *, auth: bool, app_form: str, env: dict[str, str] | None = None
+) -> ServerProcess:
     port = free_port()
     try:
         argv, cwd, hint = server_command(
@@ -118,6 +120,7 @@ def _make_server(target: str, base: Path, *, auth: bool, app_form: str) -> Serve
             port=port,
             cwd=cwd,
             log_path=base / "server.log",
+            env=env,
             hint=hint,
             data_dir=base / "data",
         )
@@ -149,9 +152,9 @@ def start_server(
     """Starts a server of its own for one test (to restart or kill it)."""
     started: list[ServerProcess] = []
 
-    def start(*, auth: bool = True) -> ServerProcess:
+    def start(*, auth: bool = True, env: dict[str, str] | None = None) -> ServerProcess:
         proc = _make_server(
-            target, tmp_path / f"server{len(started)}", auth=auth, app_form=app_form
+            target, tmp_path / f"server{len(started)}", auth=auth, app_form=app_form, env=env
         )
         started.append(proc)
         return _start(proc)

@@ -10,6 +10,7 @@ import pytest
 from reflectd.engine.records import (
     ClientRecord,
     Entry,
+    RememberedCall,
     RoomRecord,
     RoomSnapshot,
     RoomStatus,
@@ -368,3 +369,45 @@ async def test_a_store_refuses_calls_before_open(backend: str, tmp_path: Path) -
     store = make_store(backend, tmp_path / "reflectd.db")
     with pytest.raises(StorageError, match="not open yet"):
         await store.get_room("r")
+
+
+# ---------------------------------------------------------------------- remembered calls
+
+
+async def test_a_remembered_call_is_committed_with_its_writes_and_found_by_key(
+    store: AnyStore,
+) -> None:
+    call = RememberedCall(version=6, at_ms=1_000)
+    await store.commit("r", RoomWrites(version=6, remembered={"order-17": call}))
+    assert await store.find_remembered_call("r", "order-17") == call
+    assert await store.find_remembered_call("r", "order-18") is None
+    assert await store.find_remembered_call("other", "order-17") is None
+
+
+async def test_committing_a_remembered_key_again_fails_the_whole_commit(store: AnyStore) -> None:
+    await store.commit("r", RoomWrites(version=6, remembered={"k": RememberedCall(6, 1_000)}))
+    with pytest.raises(StorageError):
+        await store.commit(
+            "r",
+            RoomWrites(
+                version=7,
+                entries={"x": entry(7, "1")},
+                remembered={"k": RememberedCall(7, 2_000)},
+            ),
+        )
+    assert (await store.load_room("r")).version == 6
+    assert (await store.load_room("r")).entries == {}
+    assert await store.find_remembered_call("r", "k") == RememberedCall(6, 1_000)
+
+
+async def test_forget_calls_before_drops_only_older_calls_and_delete_drops_a_rooms(
+    store: AnyStore,
+) -> None:
+    await store.commit("r", RoomWrites(remembered={"old": RememberedCall(1, 1_000)}))
+    await store.commit("r", RoomWrites(remembered={"new": RememberedCall(2, 5_000)}))
+    await store.commit("s", RoomWrites(remembered={"old": RememberedCall(1, 1_000)}))
+    assert await store.forget_calls_before(5_000) == 2
+    assert await store.find_remembered_call("r", "old") is None
+    assert await store.find_remembered_call("r", "new") == RememberedCall(2, 5_000)
+    await store.delete_room_data("r")
+    assert await store.find_remembered_call("r", "new") is None

@@ -39,13 +39,36 @@ def put(tx: WriteTransaction, args: dict[str, Any]) -> None:
     tx.set(args["key"], args["value"])
 
 
+def fail(tx: WriteTransaction, args: Any) -> None:
+    tx.set("written-before-the-throw", True)
+    raise ValueError(f"refused {args}")
+
+
+def increment(tx: WriteTransaction, key: str) -> None:
+    tx.set(key, (tx.get(key) or 0) + 1)
+
+
+def whoami(tx: WriteTransaction, args: None) -> None:
+    """Records who ran it: the caller's clientID, auth, reason and mutation id."""
+    tx.set(
+        "caller",
+        {
+            "clientID": tx.client_id,
+            "auth": dict(tx.auth or {}),
+            "reason": tx.reason,
+            "args": args,
+        },
+    )
+
+
 def start_handler(tx: WriteTransaction, room_id: str) -> None:
     if room_id.startswith("boom"):
         raise RuntimeError(f"the start handler refused {room_id}")
 
 
 def make_app() -> App:
-    return App(mutators={"put": put}, room_start_handler=start_handler, env={})
+    mutators = {"put": put, "fail": fail, "increment": increment, "whoami": whoami}
+    return App(mutators=mutators, room_start_handler=start_handler, env={})
 
 
 def settings(db: str = "memory://", *, max_failed_auth_per_minute: int = 0) -> ServerSettings:

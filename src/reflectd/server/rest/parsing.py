@@ -254,7 +254,7 @@ def parse_body(body_type: type[msgspec.Struct] | None, body: bytes) -> msgspec.S
         return None
     try:
         value = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # the latter: a string not UTF-8
         raise INVALID_JSON.error() from None
     if not isinstance(value, dict):
         raise NOT_AN_OBJECT.error(type=_js_type(value))
