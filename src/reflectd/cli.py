@@ -18,6 +18,7 @@ import uvicorn
 
 from reflectd import App, __version__
 from reflectd.cli_admin import REST, admin_command, connections, keys, rooms
+from reflectd.cli_data import backup
 from reflectd.cli_settings import (
     Settings,
     command_parameters,
@@ -172,6 +173,7 @@ def dev_asgi_factory() -> object:
 cli.add_typer(keys, name="keys")
 cli.add_typer(rooms, name="rooms")
 cli.add_typer(connections, name="connections")
+cli.command()(backup)
 admin_command(cli, "tail", *REST, "as_json")(tail)
 
 

@@ -120,7 +120,7 @@ def admin_command(group: typer.Typer, name: str, *shared: str) -> Callable[[F], 
 keys = typer.Typer(help="Manage REST API keys (stored as hashes in the server's database).")
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
+def fail(message: str, code: int = 1) -> NoReturn:
     """One line on standard error (no markup, no wrapping), then exit."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -146,9 +146,9 @@ def _run_on_store(db: str, work: Any, *, create: bool | None = None) -> Any:
         return asyncio.run(main())
     except DatabaseNotFound as e:
         also = "" if create is None else " (or --create to make a new database)"
-        _fail(f"{e}; give the server's --db{also}")
+        fail(f"{e}; give the server's --db{also}")
     except (StorageError, ValueError, OSError) as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 def _shown(name: str) -> str:
@@ -185,7 +185,7 @@ def keys_create(
         return await store.create_api_key(record)
 
     if not _run_on_store(options.db, work, create=create):
-        _fail(f"a key named {name!r} exists already")
+        fail(f"a key named {name!r} exists already")
     _tell(
         f"Created API key {name!r} with {', '.join(record.permissions)}. "
         "Store its value now: it cannot be shown again."
@@ -233,7 +233,7 @@ def keys_edit(options: Shared, name: str, permission: PermissionOpt) -> None:
         return await store.set_api_key_permissions(name, permissions)
 
     if not _run_on_store(options.db, work):
-        _fail(f"no key named {_shown(name)!r}")
+        fail(f"no key named {_shown(name)!r}")
     _tell(f"API key {_shown(name)!r} now has {', '.join(permissions)}.")
 
 
@@ -245,7 +245,7 @@ def keys_delete(options: Shared, name: str) -> None:
         return await store.delete_api_key(name)
 
     if not _run_on_store(options.db, work):
-        _fail(f"no key named {_shown(name)!r}")
+        fail(f"no key named {_shown(name)!r}")
     _tell(f"API key {_shown(name)!r} deleted.")
 
 
@@ -265,18 +265,21 @@ def rest_key(options: Shared) -> str:
     """The API key given, or exit naming how to give one."""
     api_key = options.api_key
     if not api_key:
-        _fail(f"give an API key with --api-key or {ENV_KEY_NAME}", 2)
+        fail(f"give an API key with --api-key or {ENV_KEY_NAME}", 2)
     if not (api_key.isascii() and api_key.isprintable()):
-        _fail("the API key must be printable ASCII (as every key reflectd makes is)", 2)
+        fail("the API key must be printable ASCII (as every key reflectd makes is)", 2)
     return api_key
 
 
-def _call(
+def call_rest(
     options: Shared,
     method: str,
     command: str,
     params: list[tuple[str, str]] | None = None,
     body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
 ) -> Any:
     url, api_key = options.url, rest_key(options)
     try:
@@ -284,23 +287,23 @@ def _call(
             method,
             f"{url.rstrip('/')}/v1/apps/{options.app_id}/{command}",
             params=tuple(params or ()),
-            headers={"Authorization": f"Basic {api_key}"},
+            headers={"Authorization": f"Basic {api_key}", **(headers or {})},
             content=None if body is None else json.dumps(body),
-            timeout=30,
+            timeout=timeout,
         )
     except (httpx.HTTPError, httpx.InvalidURL) as e:
-        _fail(f"cannot reach {url}: {e}")
+        fail(f"cannot reach {url}: {e}")
     try:
         payload = response.json()
     except ValueError:
         payload = None
     if response.status_code != 200 or not isinstance(payload, dict) or "result" not in payload:
         message = payload.get("error", {}).get("message") if isinstance(payload, dict) else None
-        _fail(f"HTTP {response.status_code}: {message or response.text}")
+        fail(f"HTTP {response.status_code}: {message or response.text}")
     return payload["result"]
 
 
-def _done(options: Shared, result: Any, message: str) -> None:
+def done(options: Shared, result: Any, message: str) -> None:
     if options.as_json:
         print(json.dumps(result))
     else:
@@ -326,7 +329,7 @@ def rooms_list(
     params += [("roomID", r) for r in room_id or []]
     if max_results is not None:
         params.append(("maxResults", str(max_results)))
-    result = _call(options, "GET", "rooms", params)
+    result = call_rest(options, "GET", "rooms", params)
     if options.as_json:
         print(json.dumps(result))
         return
@@ -342,7 +345,7 @@ def rooms_list(
 @admin_command(rooms, "contents", *REST)
 def rooms_contents(options: Shared, room: str) -> None:
     """Print a room's contents as one JSON object."""
-    result = _call(options, "GET", "rooms/contents", [("roomID", room)])
+    result = call_rest(options, "GET", "rooms/contents", [("roomID", room)])
     json.dump(result["contents"], sys.stdout, indent=2, ensure_ascii=False)
     print()
 
@@ -355,22 +358,22 @@ def rooms_create(
 ) -> None:
     """Create a room (rooms are also created when a client first connects)."""
     body = {} if jurisdiction is None else {"jurisdiction": jurisdiction}
-    result = _call(options, "POST", "rooms:create", [("roomID", room)], body)
-    _done(options, result, f"room {room} created")
+    result = call_rest(options, "POST", "rooms:create", [("roomID", room)], body)
+    done(options, result, f"room {room} created")
 
 
 @admin_command(rooms, "close", *REST, "as_json")
 def rooms_close(options: Shared, room: str) -> None:
     """Close a room: no new connections; connected clients stay until invalidated."""
-    result = _call(options, "POST", "rooms:close", [("roomID", room)])
-    _done(options, result, f"room {room} closed")
+    result = call_rest(options, "POST", "rooms:close", [("roomID", room)])
+    done(options, result, f"room {room} closed")
 
 
 @admin_command(rooms, "delete", *REST, "as_json")
 def rooms_delete(options: Shared, room: str) -> None:
     """Delete a closed room: disconnects its clients and deletes its data, for good."""
-    result = _call(options, "POST", "rooms:delete", [("roomID", room)])
-    _done(options, result, f"room {room} deleted")
+    result = call_rest(options, "POST", "rooms:delete", [("roomID", room)])
+    done(options, result, f"room {room} deleted")
 
 
 @admin_command(connections, "invalidate", *REST, "as_json")
@@ -389,5 +392,5 @@ def connections_invalidate(
         command, params = "connections/rooms:invalidate", [("roomID", room)]
     else:
         command, params = "connections/users:invalidate", [("userID", user or "")]
-    result = _call(options, "POST", command, params)
-    _done(options, result, "connections invalidated")
+    result = call_rest(options, "POST", command, params)
+    done(options, result, "connections invalidated")

@@ -36,7 +36,7 @@ from reflectd.server.errors import api_error
 from reflectd.server.log_tail import LogTail
 from reflectd.server.metrics_endpoint import serve_metrics
 from reflectd.server.peers import PeerAuth
-from reflectd.server.rest.commands import RoomCommands
+from reflectd.server.rest.commands import RoomCommands, forget_old_calls
 from reflectd.server.rest.keys import KeyRing
 from reflectd.server.rest.openapi import OPENAPI_PATH, openapi_endpoint
 from reflectd.server.rest.routes import RestApi
@@ -70,6 +70,8 @@ class ReflectServer:
         #: this node's name in room leases
         self.node_id = settings.node_id or os.urandom(6).hex()
         self._shutdown_started = False
+        #: forgets old idempotency keys while the server runs
+        self._forgetting: asyncio.Task[None] | None = None
         #: ``reflectd tail``'s subscribers: a handler on the root logger while the server runs
         self.log_tail = LogTail()
         self.asgi = Starlette(
@@ -153,6 +155,7 @@ class ReflectServer:
             log_tail=self.log_tail,
             peers=peers if cluster is not None else None,
         )
+        self._forgetting = asyncio.create_task(forget_old_calls(store))
         logger.info("reflectd ready (storage: %s)", self.settings.db)
 
     async def shutdown(self) -> None:
@@ -165,6 +168,8 @@ class ReflectServer:
         if self.rest is not None:
             self.rest.draining = True
         self.sync.draining = True
+        if self._forgetting is not None:
+            self._forgetting.cancel()
         await self.registry.drain()
         sockets = list(self.sync.sockets)
         batch = self.settings.shutdown_close_batch

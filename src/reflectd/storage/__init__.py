@@ -9,7 +9,15 @@ from reflectd.storage.memory import MemoryStore
 from reflectd.storage.postgres import PostgresStore
 from reflectd.storage.sqlite import SQLiteStore
 
-__all__ = ["Backend", "MemoryStore", "PostgresStore", "SQLiteStore", "Store", "open_store"]
+__all__ = [
+    "Backend",
+    "MemoryStore",
+    "PostgresStore",
+    "SQLiteStore",
+    "Store",
+    "open_store",
+    "sqlite_file",
+]
 
 _SQLITE_PREFIX = "sqlite:///"
 _POSTGRES_PREFIXES = ("postgresql://", "postgres://")
@@ -31,18 +39,27 @@ async def open_store(db: str | os.PathLike[str], *, create: bool = True) -> Back
     return store
 
 
-def _store_for(db: str, *, create: bool) -> Backend:
-    if db in ("memory://", "memory:"):
-        if not create:
-            raise ValueError(f"--db {db} is a new, empty store that nothing is kept in")
-        return MemoryStore()
+def sqlite_file(db: str) -> str | None:
+    """The file of a SQLite ``--db``; None for ``memory://`` or PostgreSQL. ``ValueError``
+    for a ``--db`` of no kind reflectd knows."""
+    if db in ("memory://", "memory:") or db.startswith(_POSTGRES_PREFIXES):
+        return None
     if db.startswith(_SQLITE_PREFIX) and len(db) > len(_SQLITE_PREFIX):
-        return SQLiteStore(db[len(_SQLITE_PREFIX) :], create=create)
-    if db.startswith(_POSTGRES_PREFIXES):
-        return PostgresStore(db, create=create)
+        return db[len(_SQLITE_PREFIX) :]
     if "://" in db or db.startswith("sqlite:"):
         raise ValueError(
             f"unsupported --db {db!r}: expected a file path, sqlite:///path, memory:// or"
             " postgresql://user@host/database"
         )
-    return SQLiteStore(db, create=create)
+    return db
+
+
+def _store_for(db: str, *, create: bool) -> Backend:
+    path = sqlite_file(db)
+    if path is not None:
+        return SQLiteStore(path, create=create)
+    if db.startswith(_POSTGRES_PREFIXES):
+        return PostgresStore(db, create=create)
+    if not create:
+        raise ValueError(f"--db {db} is a new, empty store that nothing is kept in")
+    return MemoryStore()

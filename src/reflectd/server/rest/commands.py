@@ -6,6 +6,7 @@ The commands do not know which route or API shape called them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import partial
 
@@ -14,6 +15,7 @@ from msgspec import Raw
 
 from reflectd.clock import now_ms
 from reflectd.engine.backend import (
+    IDEMPOTENCY_RETENTION_MS,
     ImportApplied,
     ServerMutation,
     import_contents,
@@ -37,6 +39,7 @@ from reflectd.server.rest.wire import (
 )
 from reflectd.server.rest.wire import Room as RoomJson
 from reflectd.server.rooms import RoomRegistry
+from reflectd.storage.base import Store
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +108,8 @@ INVALID_CONTENTS = Failure(
     "rooms",
     {"key": '"title"', "reason": "the value is larger than 131072 bytes"},
 )
+#: how often remembered server-side mutations older than the retention are forgotten (s)
+FORGET_EVERY_S = 3600.0
 #: the longest part of a key quoted in an error message
 _QUOTED_KEY_CHARS = 80
 
@@ -283,6 +288,20 @@ class RoomCommands:
         if record is None:
             raise ROOM_NOT_FOUND.error(room_id=room_id)
         return record
+
+
+async def forget_old_calls(store: Store) -> None:
+    """Forever: forget the idempotency keys of server-side mutations once their retention is
+    over (an hour late at most). A failure is logged and tried again next time."""
+    while True:
+        try:
+            forgotten = await store.forget_calls_before(now_ms() - IDEMPOTENCY_RETENTION_MS)
+        except StorageError as e:
+            logger.warning("forgetting old idempotency keys failed: %s", e)
+        else:
+            if forgotten:
+                logger.info("forgot %d idempotency keys older than 24 h", forgotten)
+        await asyncio.sleep(FORGET_EVERY_S)
 
 
 def _live_contents(room: Room) -> dict[str, Raw]:
