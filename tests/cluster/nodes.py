@@ -84,7 +84,12 @@ class Cluster:
 
 
 def rest(
-    node: ServerProcess, method: str, path: str, body: Any = None, **query: str
+    node: ServerProcess,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    **query: str,
 ) -> tuple[int, Any]:
     """Call the REST API (the original's ``/api/v1`` shape) of ``node``: (status, result)."""
     url = f"{node.url}/api/v1{path}"
@@ -95,7 +100,11 @@ def rest(
         url,
         data=data,
         method=method,
-        headers={"x-reflect-api-key": API_KEY, "content-type": "application/json"},
+        headers={
+            "x-reflect-api-key": API_KEY,
+            "content-type": "application/json",
+            **(headers or {}),
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:

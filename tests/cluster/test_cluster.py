@@ -75,6 +75,32 @@ def test_rest_on_any_node_sees_rooms_and_contents_of_the_others(
     wait_until(lambda: "delete_room from node" in b.log_path.read_text(), 5, "b to drop it")
 
 
+def test_backend_writes_through_any_node_are_made_by_the_owner(
+    cluster: Cluster, clients: NodeClients, room: str
+) -> None:
+    a, b = cluster.start(2)
+    clients.open("w", server=b.url, room_id=room, user_id="w", auth="w")
+    clients.mutate("w", "setKey", {"key": "k", "value": 0})
+    owner = (lease_row(cluster.db, room) or ("",))[0]
+    assert owner == "node1", "the room lives on b"
+    # through a, which forwards to b: the client on b sees both at once
+    call = {"name": "appendToList", "args": {"key": "log", "item": "from a"}}
+    first = rest(a, "POST", "/rooms:mutate", call, roomID=room)
+    assert first[0] == 200, first
+    clients.wait_for("w", "log", ["from a"])
+    # with its Idempotency-Key forwarded too: a retry through either node applies once
+    headers = {"Idempotency-Key": "once"}
+    again = [rest(node, "POST", "/rooms:mutate", call, headers, roomID=room) for node in (a, b)]
+    assert again[0][0] == again[1][0] == 200
+    assert again[1][1] == {**again[0][1], "replayed": True}
+    imported = rest(a, "POST", "/rooms:import", {"contents": {"title": "t"}}, roomID=room)
+    assert imported[0] == 200, imported
+    clients.wait_for("w", "title", "t")
+    assert clients.scan("w") == {"k": 0, "log": ["from a", "from a"], "title": "t"}
+    assert "forwarding" not in a.log_path.read_text()  # nothing failed on the way
+    clients.assert_healthy()
+
+
 def test_invalidating_a_user_closes_their_sockets_on_every_node(
     cluster: Cluster, clients: NodeClients, room: str
 ) -> None:

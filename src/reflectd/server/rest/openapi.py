@@ -322,7 +322,8 @@ The Rooms REST API of reflectd, in two shapes with the same commands and semanti
   forms, where a missing or unknown key gets plain text `Unauthorized`.
 
 Every key has permissions: `rooms:read` (list, contents), `rooms:create`, `rooms:close`,
-`rooms:delete`, `connections:invalidate`, `logs:read` (the log stream of `reflectd tail`,
+`rooms:delete`, `rooms:write` (run a mutator, import contents), `connections:invalidate`,
+`logs:read` (the log stream of `reflectd tail`,
 `GET /v1/apps/{app-id}/logs:tail`, server-sent events, not described here). The key is
 checked first (401), then the path (404),
 the method (405), the permission (403), the body's size (413), the query and body (400,
