@@ -2,7 +2,8 @@
 
 from reflectd.app import App
 from reflectd.engine.transaction import ScanResult, WriteTransaction
+from reflectd.protocol.connect import SERVER_CLIENT_ID
 
 __version__ = "0.1.0"
 
-__all__ = ["App", "ScanResult", "WriteTransaction", "__version__"]
+__all__ = ["SERVER_CLIENT_ID", "App", "ScanResult", "WriteTransaction", "__version__"]
