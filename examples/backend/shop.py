@@ -38,6 +38,7 @@ events: list[dict[str, Any]] = []
 async def payment_succeeded(request: Request) -> Response:
     payment = await request.json()
     room = f"order-{payment['orderID']}"
+    answer = None
     async with httpx.AsyncClient(timeout=10) as http:
         for _ in range(3):  # retried with the same key: applied once
             try:
@@ -54,6 +55,8 @@ async def payment_succeeded(request: Request) -> Response:
                 continue
             if answer.status_code < 500:
                 break
+    if answer is None:
+        return JSONResponse({"error": "reflectd is unreachable"}, status_code=502)
     # 200 {"result": {"version": ...}}, or the error (422: the mutator refused)
     return JSONResponse(answer.json(), status_code=answer.status_code)
 
