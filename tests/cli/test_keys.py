@@ -58,11 +58,11 @@ def test_two_keys_differ_and_names_are_unique(db: str) -> None:
 
 
 def test_bad_permission_is_a_clear_error(db: str) -> None:
-    result = run("keys", "create", "x", "-p", "rooms:read", "-p", "rooms:write", "--db", db)
+    result = run("keys", "create", "x", "-p", "rooms:read", "-p", "rooms:admin", "--db", db)
     assert result.exit_code == 2
     assert result.stdout == ""
     message = plain(result.stderr)
-    assert "unknown permission 'rooms:write'" in message
+    assert "unknown permission 'rooms:admin'" in message
     assert "the permissions are: " + ", ".join(PERMISSIONS) in message
     listed = run("keys", "list", "--json", "--db", db)
     assert json.loads(listed.stdout) == []

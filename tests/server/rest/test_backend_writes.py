@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import BOTH_BACKENDS, SHAPES, Live, Rest, Socket, assert_error, in_process
+from .conftest import BOTH_BACKENDS, SHAPES, Live, Rest, Socket, assert_error
 
 pytestmark = [pytest.mark.anyio, BOTH_BACKENDS]
 
@@ -157,19 +157,6 @@ async def test_concurrent_retries_with_one_idempotency_key_apply_once(rest: Rest
     other = await mutate(rest, "r", "increment", "paid", extra_headers={"Idempotency-Key": "b"})
     assert other["version"] == results[0]["version"] + 1
     assert await contents(rest, "r") == {"paid": 2}
-
-
-async def test_an_idempotency_key_is_remembered_across_a_restart(db: str) -> None:
-    if db == "memory://":
-        pytest.skip("the memory store does not outlive its server")
-    headers = {"Idempotency-Key": "nightly-2026-12-08"}
-    async with in_process(db) as rest:
-        await rest.create("r")
-        first = await mutate(rest, "r", "increment", "runs", extra_headers=headers)
-    async with in_process(db) as rest:
-        again = await mutate(rest, "r", "increment", "runs", extra_headers=headers)
-        assert again == {"version": first["version"], "replayed": True}
-        assert await contents(rest, "r") == {"runs": 1}
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "a\tb"])
