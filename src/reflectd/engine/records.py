@@ -48,6 +48,9 @@ class RoomRecord(msgspec.Struct, frozen=True):
     room_id: str
     jurisdiction: Literal["", "eu"] = ""
     status: RoomStatus = "open"
+    #: when the room was created (ms since the epoch); None for rooms created before reflectd
+    #: recorded it (schema version 3 of SQLite, 4 of PostgreSQL)
+    created_ms: int | None = None
 
 
 @dataclass(slots=True)

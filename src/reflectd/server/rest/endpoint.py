@@ -4,7 +4,9 @@
 below the API's prefix, the permission, a summary, an example result and the failures the
 command itself raises. The function's docstring is the route's description; its parameters'
 types are the query (``query: SomeQuery``) and the body (``body: SomeBody``, absent when the
-route takes none); its return type is the result. The server parses, checks and answers from
+route takes none), and a ``key: Principal`` parameter, if present, receives the key that made
+the request; its return type is the result. A route whose ``permission`` is None is open to
+every valid key. The server parses, checks and answers from
 these, and the OpenAPI document (``openapi.py``) describes them: nothing else lists the routes.
 
 A ``path`` is served in both API shapes, ``/v1/apps/{app-id}`` and the original server's
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from reflectd.server.rest.failures import Failure
+from reflectd.server.rest.keys import Principal
 from reflectd.server.rest.parsing import body_literals, parse_request, query_fields
 from reflectd.server.rest.wire import NoQuery
 from reflectd.storage.base import Permission
@@ -47,7 +50,8 @@ class Command:
     key: str
     summary: str
     description: str
-    permission: Permission
+    #: None: any valid key may call it
+    permission: Permission | None
     query: type[msgspec.Struct]
     body: type[msgspec.Struct] | None
     result: type[msgspec.Struct]
@@ -55,6 +59,8 @@ class Command:
     #: what the command itself raises; parsing, keys and paths add theirs (``openapi.py``)
     failures: tuple[Failure, ...]
     handler: Handler
+    #: the handler takes the request's key (its ``key`` parameter)
+    takes_key: bool = False
 
     async def run(
         self,
@@ -62,11 +68,14 @@ class Command:
         items: Iterable[tuple[str, str]],
         body: bytes,
         segment: tuple[str, str] | None,
+        *,
+        key: Principal,
     ) -> msgspec.Struct:
         query, parsed = parse_request(self.query, self.body, items, body, segment=segment)
+        named = {"key": key} if self.takes_key else {}
         if self.body is None:
-            return await self.handler(commands, query)
-        return await self.handler(commands, query, parsed)
+            return await self.handler(commands, query, **named)
+        return await self.handler(commands, query, parsed, **named)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +93,7 @@ class RestRoute:
     segment: str | None = None
 
     @property
-    def permission(self) -> Permission:
+    def permission(self) -> Permission | None:
         return self.command.permission
 
 
@@ -100,7 +109,7 @@ class RouteTable:
         path: str | None = None,
         *,
         legacy: str | None = None,
-        permission: Permission,
+        permission: Permission | None,
         summary: str,
         example: msgspec.Struct | None = None,
         failures: Iterable[Failure] = (),
@@ -118,7 +127,7 @@ class RouteTable:
 
 def _command(
     handler: Handler,
-    permission: Permission,
+    permission: Permission | None,
     summary: str,
     example: msgspec.Struct | None,
     failures: tuple[Failure, ...],
@@ -145,6 +154,7 @@ def _command(
         example=example,
         failures=failures,
         handler=handler,
+        takes_key=hints.get("key") is Principal,
     )
 
 

@@ -98,6 +98,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             secret BYTEA NOT NULL
         )""",
     ),
+    # 3 -> 4: when each room was created (NULL for the rooms made before)
+    ("ALTER TABLE {schema}.rooms ADD COLUMN created_ms BIGINT",),
 )
 
 #: the tables of the schema, but ``schema_version``

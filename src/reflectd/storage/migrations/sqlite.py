@@ -73,6 +73,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_used_ms INTEGER
         ) WITHOUT ROWID""",
     ),
+    # 2 -> 3: when each room was created (NULL for the rooms made before)
+    ("ALTER TABLE rooms ADD COLUMN created_ms INTEGER",),
 )
 
 
