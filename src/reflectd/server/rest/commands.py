@@ -152,7 +152,8 @@ class RoomCommands:
         return Empty()
 
     async def invalidate_all(self) -> Empty:
-        self.registry.close_connections(lambda socket: True)
+        closed = self.registry.close_connections(lambda socket: True)
+        logger.info("every connection invalidated (%d closed here)", closed)
         return Empty()
 
     async def invalidate_room(self, room_id: str) -> Empty:
@@ -160,11 +161,21 @@ class RoomCommands:
         if actor is None or not actor.sockets:
             return Empty()
         await self._record(room_id)
-        self.registry.close_connections(lambda socket: socket.room_id == room_id)
+        closed = self.registry.close_connections(lambda socket: socket.room_id == room_id)
+        logger.info(
+            "the room's connections invalidated (%d closed here)",
+            closed,
+            extra={"room_id": room_id},
+        )
         return Empty()
 
     async def invalidate_user(self, user_id: str) -> Empty:
-        self.registry.close_connections(lambda socket: socket.user_id == user_id)
+        closed = self.registry.close_connections(lambda socket: socket.user_id == user_id)
+        logger.info(
+            "the user's connections invalidated (%d closed here)",
+            closed,
+            extra={"user_id": user_id},
+        )
         return Empty()
 
     async def _record(self, room_id: str) -> RoomRecord:
