@@ -48,8 +48,8 @@ class RoomRecord(msgspec.Struct, frozen=True):
     room_id: str
     jurisdiction: Literal["", "eu"] = ""
     status: RoomStatus = "open"
-    #: when the room was created (ms since the epoch); None for rooms created before reflectd
-    #: recorded it (schema version 3 of SQLite, 4 of PostgreSQL)
+    #: when the room was created (ms since the Unix epoch); None for a room created before
+    #: reflectd recorded it (the migration that added the column leaves them NULL)
     created_ms: int | None = None
 
 
