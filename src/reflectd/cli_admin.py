@@ -333,9 +333,10 @@ def rooms_list(
     if options.as_json:
         print(json.dumps(result))
         return
-    table = Table("roomID", "jurisdiction", "status")
+    table = Table("roomID", "jurisdiction", "status", "created")
     for room in result["results"]:
-        table.add_row(room["roomID"], room["jurisdiction"], room["status"])
+        created = _time(room.get("createdMs"))
+        table.add_row(room["roomID"], room["jurisdiction"], room["status"], created)
     Console().print(table)
     if result["more"]:
         last = result["results"][-1]["roomID"] if result["results"] else ""

@@ -25,7 +25,10 @@ _FINAL = frozenset({400, 401, 403, 404, 405})
 def tail(
     options: Shared,
     room: Annotated[str | None, typer.Option(help="Only the lines of this roomID.")] = None,
-    user: Annotated[str | None, typer.Option(help="Only the lines of this userID.")] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(help="Only the lines of this userID (its connections and mutations)."),
+    ] = None,
     level: Annotated[
         str | None, typer.Option(help=f"The lowest level shown: {', '.join(LOG_LEVELS)}.")
     ] = None,

@@ -158,3 +158,27 @@ async def test_a_node_ignores_a_command_for_a_room_it_does_not_have(
     await control.obey(ControlMessage("invalidate_room", "a", room_id="r1"))
     await stays_open(alice)
     assert live(a) == {"r1"}
+
+
+async def test_the_clients_of_a_room_owned_by_another_node_are_read_from_the_store(
+    nodes: tuple[Harness, Harness, SharedLeaseStore],
+) -> None:
+    a, b, _ = nodes
+    alice = await a.connect("alice", room_id="r1")
+    await alice.mutate("put", {"key": "x", "value": 1})
+
+    async with b.http() as http:
+        response = await http.get(
+            "/v1/apps/default/rooms/clients",
+            params={"roomID": "r1"},
+            headers={"Authorization": f"Basic {KEY}"},
+        )
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    assert result["live"] is False
+    assert result["presence"] == [alice.client_id]
+    (client,) = result["clients"]
+    assert client["clientID"] == alice.client_id
+    assert client["userID"] == "u1" and client["lastMutationID"] == 1
+    assert client["connectedMs"] is None
+    assert live(b) == set()

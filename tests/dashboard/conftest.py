@@ -55,6 +55,15 @@ class Server:
         )
         return made.stdout.strip().splitlines()[-1]
 
+    def edit_key(self, name: str, *permissions: str) -> None:
+        options = [arg for p in permissions for arg in ("-p", p)]
+        subprocess.run(
+            [REFLECTD, "keys", "edit", name, *options, "--db", str(self.db)],
+            capture_output=True,
+            env=_clean_env(),
+            check=True,
+        )
+
     def delete_key(self, name: str) -> None:
         subprocess.run(
             [REFLECTD, "keys", "delete", name, "--db", str(self.db)],

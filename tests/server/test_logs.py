@@ -207,3 +207,33 @@ async def test_a_refused_connect_line_carries_the_room_client_and_user_it_named(
     refused = next(e for e in json_log.entries() if e["message"].startswith("connect refused"))
     assert (refused["room_id"], refused["client_id"], refused["user_id"]) == ("lobby", "c9", "eve")
     assert len(refused["request_id"]) == 16
+
+
+async def test_the_lines_about_a_users_clients_carry_the_user_for_tail_user(
+    keyed_server: Harness, json_log: JSONLog
+) -> None:
+    """``reflectd tail --user alice`` keeps the lines whose ``user_id`` is alice: those of her
+    sockets, of her mutations that failed in the room's task, and of invalidating her."""
+    alice = await keyed_server.connect("c1", room_id="lobby", user_id="alice")
+    await keyed_server.connect("c2", room_id="lobby", user_id="bob")
+    await alice.mutate("fail")
+    await alice.mutate("noSuchMutator")
+    async with keyed_server.http() as http:
+        response = await http.post(
+            "/v1/apps/default/connections/users:invalidate?userID=alice",
+            headers={"Authorization": f"Basic {API_KEY}"},
+        )
+    assert response.status_code == 200
+    await keyed_server.close_clients()
+    alices = [e for e in json_log.entries() if e.get("user_id") == "alice"]
+    messages = [e["message"] for e in alices]
+    assert "connection opened" in messages and "connection closed" in messages
+    assert any(m.startswith("mutator 'fail' failed in room lobby") for m in messages)
+    assert "room lobby: unknown mutator 'noSuchMutator', mutation skipped" in messages
+    assert "the user's connections invalidated (1 closed here)" in messages
+    for entry in alices:
+        if entry["logger"].startswith("reflectd.engine"):
+            assert entry["client_id"] == "c1" and entry["room_id"] == "lobby"
+    assert all(
+        e.get("user_id") != "alice" for e in json_log.entries() if e.get("client_id") == "c2"
+    )

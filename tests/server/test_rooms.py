@@ -86,7 +86,9 @@ async def test_clients_connecting_at_once_to_a_new_room_all_connect(server: Harn
     everyone = {f"c{i}" for i in range(10)}
     for client in clients:
         await client.sync_until(lambda c: c.presence == everyone)
-    assert await server.store.get_room("new") == RoomRecord(room_id="new")
+    record = await server.store.get_room("new")
+    assert record is not None and record.created_ms is not None
+    assert record == RoomRecord(room_id="new", created_ms=record.created_ms)
 
 
 async def test_idle_room_is_unloaded_and_reloaded_from_storage() -> None:

@@ -160,7 +160,9 @@ async def test_jurisdiction_empty_or_eu_connects_and_is_stored_on_auto_create(
     server: Harness, jurisdiction: str
 ) -> None:
     await server.connect(room_id="j", jurisdiction=jurisdiction)
-    assert await server.store.get_room("j") == RoomRecord(room_id="j", jurisdiction=jurisdiction)
+    record = await server.store.get_room("j")
+    assert record is not None and record.created_ms is not None  # auto-created, with its time
+    assert record == RoomRecord("j", jurisdiction, created_ms=record.created_ms)
 
 
 async def test_malformed_auth_is_refused_even_without_a_handler(server: Harness) -> None:

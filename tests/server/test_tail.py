@@ -146,8 +146,28 @@ async def test_tail_shows_the_room_asked_for_and_connects_again_after_a_restart(
     assert tail.notes.empty() or "Traceback" not in "".join(list(tail.notes.queue))
 
 
+async def test_tail_shows_the_lines_of_the_user_asked_for(
+    server: Server, tails: list[Tail]
+) -> None:
+    url = f"http://127.0.0.1:{server.port}"
+    tail = Tail("--url", url, "--user", "alice", "--level", "info")
+    tails.append(tail)
+    opened = await _until_subscribed(server, tail)
+    assert opened["user_id"] == "alice"
+
+    await _connect(server.port, "c2", "lobby", "carol")
+    await _connect(server.port, "c3", "elsewhere", "alice")
+    opened = tail.next_line("connection opened")
+    assert opened["client_id"] == "c3" and opened["room_id"] == "elsewhere"
+    run_cli("connections", "invalidate", "--user", "alice", "--url", url, "--api-key", API_KEY)
+    invalidated = tail.next_line("the user's connections invalidated (0 closed here)")
+    assert invalidated["user_id"] == "alice"
+    assert all(e.get("user_id") == "alice" for e in tail.skipped)
+
+
 async def _until_subscribed(server: Server, tail: Tail) -> dict[str, Any]:
-    """Connect to the tail's room until the tail shows it (its stream may not be open yet)."""
+    """Connect to the tail's room as alice until the tail shows it (its stream may not be
+    open yet)."""
     for attempt in range(50):
         await _connect(server.port, f"probe{attempt}", "lobby", "alice")
         deadline = time.monotonic() + 0.3

@@ -76,6 +76,16 @@ async def test_create_room_stores_a_record_that_get_room_returns(store: AnyStore
     assert await store.get_room("r1") == record
 
 
+async def test_a_rooms_created_time_is_kept_and_listed(store: AnyStore) -> None:
+    record = RoomRecord(room_id="r1", created_ms=1_765_000_000_123)
+    await store.create_room(record)
+    await store.set_room_status("r1", "closed")
+    assert await store.get_room("r1") == RoomRecord(
+        "r1", status="closed", created_ms=record.created_ms
+    )
+    assert [r.created_ms for r in await store.list_rooms(limit=10)] == [record.created_ms]
+
+
 @pytest.mark.parametrize("status", ["open", "closed", "deleted"])
 async def test_create_room_with_an_existing_room_id_returns_false_and_changes_nothing(
     store: AnyStore, status: RoomStatus

@@ -228,12 +228,13 @@ async def test_a_schema_of_version_1_is_migrated_to_the_current_version_keeping_
     monkeypatch.setattr(pg_migrations, "MIGRATIONS", MIGRATIONS[:1])
     monkeypatch.setattr(pg_migrations, "SCHEMA_VERSION", 1)
     async with opened(pg_schema) as store:
-        await store.create_room(RoomRecord(room_id="r"))
         await store.commit("r", RoomWrites(version=4, entries={"k": Entry(4, False, b"1")}))
+    async with admin() as conn:  # a room as version 1 wrote it: no created time
+        await conn.execute(f"INSERT INTO {quote_ident(pg_schema)}.rooms VALUES ('r', '', 'open')")
     assert await recorded_version(pg_schema) == 1
     monkeypatch.undo()
     async with opened(pg_schema) as store:
-        assert await store.get_room("r") == RoomRecord(room_id="r")
+        assert await store.get_room("r") == RoomRecord(room_id="r", created_ms=None)
         assert (await store.load_room("r")).entries == {"k": Entry(4, False, b"1")}
         assert await store.acquire_lease("r", "node", "addr", 1000) is not None
     assert await recorded_version(pg_schema) == SCHEMA_VERSION

@@ -168,6 +168,30 @@ async def test_an_empty_file_is_migrated_to_the_current_schema(db: Path) -> None
     assert pragma(db, "user_version") == SCHEMA_VERSION
 
 
+async def test_a_file_from_before_created_times_is_migrated_keeping_its_rooms_without_one(
+    db: Path,
+) -> None:
+    """The last migration adds the rooms' created time."""
+    db.parent.mkdir()
+    conn = sqlite3.connect(db, isolation_level=None)
+    for step in MIGRATIONS[:-1]:
+        for statement in step:
+            conn.execute(statement)
+    conn.execute("INSERT INTO rooms VALUES ('old', 'eu', 'closed')")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    conn.close()
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        assert await store.get_room("old") == RoomRecord("old", "eu", "closed", created_ms=None)
+        await store.create_room(RoomRecord("new", created_ms=5))
+        assert [r.created_ms for r in await store.list_rooms(limit=10)] == [5, None]
+    finally:
+        await store.close()
+    assert pragma(db, "user_version") == SCHEMA_VERSION
+
+
 # ---------------------------------------------------------------------- group commit
 
 

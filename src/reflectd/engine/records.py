@@ -48,6 +48,9 @@ class RoomRecord(msgspec.Struct, frozen=True):
     room_id: str
     jurisdiction: Literal["", "eu"] = ""
     status: RoomStatus = "open"
+    #: when the room was created (ms since the Unix epoch); None for a room created before
+    #: reflectd recorded it (the migration that added the column leaves them NULL)
+    created_ms: int | None = None
 
 
 @dataclass(slots=True)

@@ -192,6 +192,18 @@ class Room:
         connection = self.connections.get(client_id)
         return None if connection is None else connection.connection_id
 
+    def client_log_fields(self, client_id: str) -> dict[str, str]:
+        """The log fields of a line about ``client_id``: it and its user, when known (so that
+        ``reflectd tail --user`` finds the line)."""
+        if not client_id:
+            return {}
+        connection = self.connections.get(client_id)
+        record = self.state.clients.get(client_id)
+        user_id = connection.user_id if connection is not None else None
+        if not user_id and record is not None:
+            user_id = record.user_id
+        return {"client_id": client_id, "user_id": user_id} if user_id else {"client_id": client_id}
+
     def live_entries(self) -> Iterator[tuple[str, bytes]]:
         """The room's contents: each live key with its value's JSON, in key order."""
         for key, entry in self.state.entries.items():
@@ -384,7 +396,11 @@ class Room:
         for call, result in zip(calls, results, strict=True):
             if isinstance(result, CallFailed):
                 logger.error(
-                    "%s failed in room %s: %s", _describe(call), self.room_id, result.message
+                    "%s failed in room %s: %s",
+                    _describe(call),
+                    self.room_id,
+                    result.message,
+                    extra=self.client_log_fields(call.client_id),
                 )
             else:
                 self.state.put_entries(result, journal=False)
@@ -411,7 +427,12 @@ class Room:
             elif call.kind == "clientDelete" and handlers.on_client_delete is not None:
                 handlers.on_client_delete(tx)
         except Exception as e:
-            logger.exception("%s failed in room %s", _describe(call), self.room_id)
+            logger.exception(
+                "%s failed in room %s",
+                _describe(call),
+                self.room_id,
+                extra=self.client_log_fields(call.client_id),
+            )
             return CallFailed(f"{type(e).__name__}: {e}")
         self.state.put_entries(tx.writes)
         return tx.writes

@@ -77,7 +77,12 @@ def _in_order(room: Room, batch: list[PendingMutation], *, log: bool) -> list[Pe
         record = room.state.clients.get(m.client_id)
         if record is None:
             if log:
-                logger.error("room %s: no client record for %s, mutation dropped", room.room_id, m)
+                logger.error(
+                    "room %s: no client record for %s, mutation dropped",
+                    room.room_id,
+                    m,
+                    extra=room.client_log_fields(m.client_id),
+                )
             continue
         expected = last_ids.get(m.client_id, record.last_mutation_id) + 1
         if m.id < expected:
@@ -90,6 +95,7 @@ def _in_order(room: Room, batch: list[PendingMutation], *, log: bool) -> list[Pe
                     m.id,
                     m.client_id,
                     expected,
+                    extra=room.client_log_fields(m.client_id),
                 )
             continue
         last_ids[m.client_id] = m.id
@@ -199,7 +205,10 @@ class _Turn:
             outcome = "unknown_mutator"
             if not self.room.handlers.has_mutator(m.name):
                 logger.error(
-                    "room %s: unknown mutator %r, mutation skipped", self.room.room_id, m.name
+                    "room %s: unknown mutator %r, mutation skipped",
+                    self.room.room_id,
+                    m.name,
+                    extra=self.room.client_log_fields(m.client_id),
                 )
             else:
                 result = next(results)

@@ -248,7 +248,7 @@ class RoomActor:
             "mutation %d was refused, its commit failed: %s",
             mutation.id,
             error,
-            extra={"client_id": mutation.client_id},
+            extra=self.room.client_log_fields(mutation.client_id),
         )
         self.room.drop_mutations_of(mutation.client_id)
         for client_id in {mutation.client_id, *mutation.pusher_client_ids}:

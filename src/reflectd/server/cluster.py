@@ -69,8 +69,13 @@ class ClusterControl:
                 closed = registry.close_connections(lambda socket: socket.user_id == user_id)
             case "delete_room":
                 await registry.drop_room(message.room_id)
+        fields = {"room_id": message.room_id or None, "user_id": message.user_id or None}
         logger.info(
-            "control bus: %s from node %s (%d sockets closed)", message.op, message.sender, closed
+            "control bus: %s from node %s (%d sockets closed)",
+            message.op,
+            message.sender,
+            closed,
+            extra={name: value for name, value in fields.items() if value is not None},
         )
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from reflectd.app import App
+from reflectd.clock import now_ms
 from reflectd.engine.records import RoomRecord
 from reflectd.engine.room import Room
 from reflectd.errors import LeaseLost, NotOwner, RoomClosed, RoomNotFound, RoomUnavailable
@@ -242,7 +243,9 @@ class RoomRegistry:
                 return False
             with contextlib.suppress(NotOwner):
                 await self.actor(room_id)
-            record = RoomRecord(room_id=room_id, jurisdiction="eu" if jurisdiction else "")
+            record = RoomRecord(
+                room_id=room_id, jurisdiction="eu" if jurisdiction else "", created_ms=now_ms()
+            )
             return await self.store.create_room(record)
 
     async def delete_room(self, room_id: str) -> None:

@@ -38,15 +38,25 @@ class ClientSocket:
         "client_id",
         "closing",
         "connection_id",
+        "opened_ms",
         "room_id",
         "user_id",
         "websocket",
         "writer",
     )
 
-    def __init__(self, websocket: WebSocket, *, connection_id: int, max_buffer_bytes: int) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        connection_id: int,
+        max_buffer_bytes: int,
+        opened_ms: int | None = None,
+    ) -> None:
         self.websocket = websocket
         self.connection_id = connection_id
+        #: when the WebSocket was accepted (ms since the Unix epoch)
+        self.opened_ms = opened_ms
         self.client_id = ""
         self.user_id = ""
         self.room_id = ""

@@ -123,6 +123,7 @@ class SyncEndpoints:
             websocket,
             connection_id=next(self._connection_ids),
             max_buffer_bytes=self.settings.limits.max_send_buffer_bytes,
+            opened_ms=now_ms(),
         )
         self.sockets.add(socket)
         metrics.connection_opened()

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from reflectd.storage.leases import ClusterStore
 
 #: the schema version this code writes; backends migrate older stores up to it on open
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class Store(Protocol):

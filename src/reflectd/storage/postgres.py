@@ -198,9 +198,7 @@ class PostgresStore:
 
     async def create_room(self, record: RoomRecord) -> bool:
         async def run(conn: Connection) -> bool:
-            status = await conn.execute(
-                self._sql.create_room, record.room_id, record.jurisdiction, record.status
-            )
+            status = await conn.execute(self._sql.create_room, *rows.room_values(record))
             return _rowcount(status) == 1
 
         return await self._call(run, f"create room {record.room_id!r}")
@@ -516,7 +514,7 @@ class _Statements:
         statements = cls(
             get_room=f"SELECT {rows.ROOM_COLUMNS} FROM {{s}}.rooms WHERE room_id = $1",
             create_room=(
-                f"INSERT INTO {{s}}.rooms ({rows.ROOM_COLUMNS}) VALUES ($1, $2, $3)"
+                f"INSERT INTO {{s}}.rooms ({rows.ROOM_COLUMNS}) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (room_id) DO NOTHING"
             ),
             set_room_status="UPDATE {s}.rooms SET status = $2 WHERE room_id = $1",

@@ -29,7 +29,7 @@ ROOM_DATA_TABLES = (
 )
 
 #: the columns of ``rooms``, as ``room_record`` reads them
-ROOM_COLUMNS = "room_id, jurisdiction, status"
+ROOM_COLUMNS = "room_id, jurisdiction, status, created_ms"
 
 #: the columns of ``clients`` beside its key, in the order of ``client_values``
 CLIENT_COLUMNS = (
@@ -68,7 +68,12 @@ def _same(value: Any) -> Any:
 
 def room_record(row: Row) -> RoomRecord:
     """A row of ``ROOM_COLUMNS``."""
-    return RoomRecord(room_id=row[0], jurisdiction=row[1], status=row[2])
+    return RoomRecord(room_id=row[0], jurisdiction=row[1], status=row[2], created_ms=row[3])
+
+
+def room_values(record: RoomRecord) -> tuple[object, ...]:
+    """The values of ``ROOM_COLUMNS``, in that order."""
+    return (record.room_id, record.jurisdiction, record.status, record.created_ms)
 
 
 # ---------------------------------------------------------------------------- room data

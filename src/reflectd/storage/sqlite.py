@@ -115,8 +115,9 @@ class SQLiteStore:
     async def create_room(self, record: RoomRecord) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                f"INSERT INTO rooms ({rows.ROOM_COLUMNS}) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                (record.room_id, record.jurisdiction, record.status),
+                f"INSERT INTO rooms ({rows.ROOM_COLUMNS}) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                rows.room_values(record),
             )
             return cursor.rowcount == 1
 

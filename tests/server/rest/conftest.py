@@ -33,6 +33,14 @@ ENV_KEY = "env-key-with-every-permission"
 APP_ID = "test-app"
 SHAPES = ("apps", "original")
 TIMEOUT_S = 3.0
+#: the created time of every room these tests make (``fixed_created_time``)
+CREATED_MS = 1_765_000_000_000
+
+
+@pytest.fixture(autouse=True)
+def fixed_created_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rooms made in these tests are created at ``CREATED_MS``, so answers compare whole."""
+    monkeypatch.setattr("reflectd.server.rooms.now_ms", lambda: CREATED_MS)
 
 
 def put(tx: WriteTransaction, args: dict[str, Any]) -> None:

@@ -11,11 +11,13 @@ import pytest
 from reflectd.errors import ApiError
 from reflectd.server.rest.commands import RoomCommands
 from reflectd.server.rest.endpoint import RouteTable
+from reflectd.server.rest.keys import Principal
 from reflectd.server.rest.markdown import main as markdown_main
 from reflectd.server.rest.openapi import build_openapi
 from reflectd.server.rest.routes import ROUTES
 from reflectd.server.rest.wire import MAX_LIST_RESULTS, Empty, RoomQuery
 
+KEY = Principal("key", frozenset())
 REST_MD = Path(__file__).parents[3] / "docs" / "rest.md"
 
 
@@ -67,10 +69,10 @@ async def test_a_typed_body_field_is_checked_with_a_schema_error() -> None:
     table.route("POST", "/x", permission="rooms:read", summary="x")(takes_a_string_body)
     command = table.routes[0].command
     with pytest.raises(ApiError) as refused:
-        await command.run(None, [("roomID", "r")], b'{"name": 1}', None, {}, "key")  # type: ignore[arg-type]
+        await command.run(None, [("roomID", "r")], b'{"name": 1}', None, {}, key=KEY)  # type: ignore[arg-type]
     assert refused.value.status == 400
     assert refused.value.message == "Body schema error. Expected `str`, got `int` - at `$.name`"
-    result = await command.run(None, [("roomID", "r")], b'{"name": "n"}', None, {}, "key")  # type: ignore[arg-type]
+    result = await command.run(None, [("roomID", "r")], b'{"name": "n"}', None, {}, key=KEY)  # type: ignore[arg-type]
     assert result == Empty()
 
 

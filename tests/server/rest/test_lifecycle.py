@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import BOTH_BACKENDS, SHAPES, Live, Socket, assert_error
+from .conftest import BOTH_BACKENDS, CREATED_MS, SHAPES, Live, Socket, assert_error
 
 pytestmark = [pytest.mark.anyio, BOTH_BACKENDS]
 
@@ -90,7 +90,9 @@ async def test_delete_closes_every_socket_and_the_room_id_is_gone_for_good(
     snapshot = await live.store.load_room("r")
     assert not snapshot.entries
     listed = await live.ok(shape, "GET", "rooms", {"roomID": "r"})
-    assert listed["results"] == [{"roomID": "r", "jurisdiction": "", "status": "deleted"}]
+    assert listed["results"] == [
+        {"roomID": "r", "jurisdiction": "", "status": "deleted", "createdMs": CREATED_MS}
+    ]
     response = await live.call(shape, "GET", "rooms/contents", {"roomID": "r"})
     assert response.status_code == 410
     # never reusable: not by create, not by connect

@@ -71,7 +71,8 @@ def test_the_document_has_exactly_the_served_routes(document: dict[str, Any]) ->
         route = _resolve(method, path, operation)
         assert route.method == method
         assert operation["x-permission"] == route.permission
-        assert f"`{route.permission}`" in operation["description"]
+        needed = "any valid key" if route.permission is None else f"`{route.permission}`"
+        assert f"Permission: {needed}." in operation["description"]
         reached[operation["x-shape"]].append(route)
         # every wrong method of the path gets 405, as documented
         for other in {"GET", "POST"} - {method}:
@@ -90,7 +91,8 @@ def test_every_operation_documents_its_answers() -> None:
     for _, path, operation in operations(DOCUMENT):
         ids.add(operation["operationId"])
         statuses = set(operation["responses"])
-        assert {"200", "400", "401", "403", "405", "413", "500"} <= statuses, path
+        assert {"200", "400", "401", "405", "413", "500"} <= statuses, path
+        assert ("403" in statuses) == (operation["x-permission"] is not None), path
         if operation["x-shape"] == "apps":
             assert "404" in statuses
             assert operation["security"] == [{"BasicApiKey": []}]

@@ -13,6 +13,7 @@ from reflectd.server.rest.routes import MAX_BODY_BYTES
 from .conftest import (
     APP_ID,
     BOTH_BACKENDS,
+    CREATED_MS,
     ENV_KEY,
     SHAPES,
     Rest,
@@ -127,7 +128,9 @@ async def test_legacy_forms_exist_only_in_the_original_shape(rest: Rest, shape: 
     if shape == "apps":
         assert_error(response, 404, "Unknown or invalid URL")
     else:
-        assert response.json() == {"result": {"roomID": "a", "jurisdiction": "", "status": "open"}}
+        assert response.json() == {
+            "result": {"roomID": "a", "jurisdiction": "", "status": "open", "createdMs": CREATED_MS}
+        }
 
 
 @pytest.mark.parametrize(("method", "command", "query"), ROUTES)
@@ -239,7 +242,7 @@ async def test_create(rest: Rest, shape: str) -> None:
     await rest.create("a", shape)
     listed = await rest.ok(shape, "GET", "rooms", {"roomID": "a"})
     assert listed == {
-        "results": [{"roomID": "a", "jurisdiction": "", "status": "open"}],
+        "results": [{"roomID": "a", "jurisdiction": "", "status": "open", "createdMs": CREATED_MS}],
         "numResults": 1,
         "more": False,
     }
@@ -252,7 +255,9 @@ async def test_create_eu(rest: Rest, shape: str) -> None:
     body = '{"jurisdiction":"eu"}'
     assert await rest.ok(shape, "POST", "rooms:create", {"roomID": "e"}, body=body) == {}
     room = await rest.ok(shape, "GET", "rooms", {"roomID": "e"})
-    assert room["results"] == [{"roomID": "e", "jurisdiction": "eu", "status": "open"}]
+    assert room["results"] == [
+        {"roomID": "e", "jurisdiction": "eu", "status": "open", "createdMs": CREATED_MS}
+    ]
 
 
 async def test_create_with_slash_dash_and_underscore(rest: Rest, shape: str) -> None:
@@ -432,7 +437,9 @@ async def test_lifecycle(rest: Rest, shape: str) -> None:
     assert await rest.ok(shape, "POST", "rooms:delete", {"roomID": "a"}) == {}
     assert await rest.ok(shape, "POST", "rooms:delete", {"roomID": "a"}) == {}  # idempotent
     result = await rest.ok(shape, "GET", "rooms", {"roomID": "a"})
-    assert result["results"] == [{"roomID": "a", "jurisdiction": "", "status": "deleted"}]
+    assert result["results"] == [
+        {"roomID": "a", "jurisdiction": "", "status": "deleted", "createdMs": CREATED_MS}
+    ]
     response = await rest.call(shape, "POST", "rooms:close", {"roomID": "a"})
     assert_error(response, 409, 'Room "a" is deleted', "rooms")
     response = await rest.call(shape, "POST", "rooms:create", {"roomID": "a"}, body="{}")
@@ -470,6 +477,7 @@ async def test_legacy_forms(rest: Rest, shape: str) -> None:
         "roomID": "a/b",
         "jurisdiction": "eu",
         "status": "open",
+        "createdMs": CREATED_MS,
     }
     response = await rest.call(shape, "POST", "rooms/legacy:create", body="{}")
     assert_error(response, 409, 'Room "legacy" already exists', "rooms")
@@ -485,6 +493,7 @@ async def test_legacy_forms(rest: Rest, shape: str) -> None:
         "roomID": "legacy",
         "jurisdiction": "",
         "status": "deleted",
+        "createdMs": CREATED_MS,
     }
     response = await rest.call(shape, "GET", "rooms/unknown")
     assert_error(response, 404, 'Room "unknown" not found', "rooms")

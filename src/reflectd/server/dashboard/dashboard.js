@@ -4,6 +4,8 @@
 
 const KEY_ITEM = "reflectd.apiKey";
 const DENIED_ITEM = "reflectd.denied";
+const GRANTED_ITEM = "reflectd.granted"; // the key's permissions, from GET /key
+const NAME_ITEM = "reflectd.keyName";
 const PAGE_SIZE = 50;
 const main = document.getElementById("main");
 let appId = "default";
@@ -34,6 +36,30 @@ function notice(text, kind = "error") {
 function apiKey() { return sessionStorage.getItem(KEY_ITEM); }
 
 function denied() { return JSON.parse(sessionStorage.getItem(DENIED_ITEM) || "[]"); }
+
+// null: unknown (a server without GET /key); then only a 403 tells.
+function granted() { return JSON.parse(sessionStorage.getItem(GRANTED_ITEM) || "null"); }
+
+function allowed(permission) {
+  const known = granted();
+  return !denied().includes(permission) && (known === null || known.includes(permission));
+}
+
+function when(ms) {
+  if (ms == null) return "—";
+  const date = new Date(ms);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+}
+
+function ago(ms) {
+  if (ms == null) return "";
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min ago`;
+}
 
 function deny(permission) {
   const list = denied();
@@ -78,6 +104,7 @@ async function run(action, then) {
   } catch (e) {
     if (e.status === 401) return; // signed out, with its own notice
     notice(e.status === 403 ? `Not allowed: ${e.message}` : e.message);
+    if (e.status === 403) applyDenials();
   }
   if (then) then(succeeded);
 }
@@ -93,10 +120,21 @@ function confirmAction(text, okLabel) {
   });
 }
 
+// Disables, on the page as it is, every button of a permission found missing (a 403).
+function applyDenials() {
+  for (const button of document.querySelectorAll("button[data-permission]")) {
+    const permission = button.dataset.permission;
+    if (!allowed(permission)) {
+      button.disabled = true;
+      button.title = `This key lacks the permission ${permission}`;
+    }
+  }
+}
+
 function permButton(label, permission, onclick, cls = "quiet small", enabled = true) {
-  const refused = denied().includes(permission);
+  const refused = !allowed(permission);
   return h("button", {
-    class: cls, disabled: refused || !enabled, onclick,
+    class: cls, disabled: refused || !enabled, onclick, "data-permission": permission,
     title: refused ? `This key lacks the permission ${permission}` : null,
   }, label);
 }
@@ -108,6 +146,8 @@ function badge(status) { return h("span", { class: `badge ${status}` }, status);
 function signOut(reason) {
   sessionStorage.removeItem(KEY_ITEM);
   sessionStorage.removeItem(DENIED_ITEM);
+  sessionStorage.removeItem(GRANTED_ITEM);
+  sessionStorage.removeItem(NAME_ITEM);
   history.replaceState(null, "", "#/"); // no hashchange: the render below keeps the notice
   render();
   if (reason) notice(reason);
@@ -122,8 +162,7 @@ function signInPage() {
     error.textContent = "";
     const key = input.value.trim();
     if (!key) { error.textContent = "Enter an API key."; return; }
-    const response = await fetch(
-      `/v1/apps/${encodeURIComponent(appId)}/rooms?maxResults=0`,
+    const response = await fetch(`/v1/apps/${encodeURIComponent(appId)}/key`,
       { headers: { Authorization: `Basic ${key}` } });
     if (response.status === 401) {
       error.textContent = "Wrong API key: this server knows no such key.";
@@ -135,7 +174,12 @@ function signInPage() {
     }
     sessionStorage.setItem(KEY_ITEM, key);
     sessionStorage.removeItem(DENIED_ITEM);
-    if (response.status === 403) deny("rooms:read");
+    sessionStorage.removeItem(GRANTED_ITEM);
+    if (response.ok) {
+      const me = (await response.json()).result;
+      sessionStorage.setItem(GRANTED_ITEM, JSON.stringify(me.permissions));
+      sessionStorage.setItem(NAME_ITEM, me.name);
+    }
     location.hash = "#/rooms";
     render();
   } },
@@ -156,7 +200,7 @@ function roomsPage(query) {
   const starts = (query.get("starts") || "").split("\n").filter((s) => s !== "");
   const search = h("input", { id: "room-search", placeholder: "Room ID prefix", value: prefix });
   const newRoom = h("input", { id: "new-room", placeholder: "New room ID" });
-  const body = h("tbody", {}, h("tr", {}, h("td", { colspan: 4, class: "muted" }, "Loading…")));
+  const body = h("tbody", {}, h("tr", {}, h("td", { colspan: 5, class: "muted" }, "Loading…")));
   const pager = h("div", { class: "row pager" });
   const go = (params) => { location.hash = "#/rooms?" + new URLSearchParams(params); };
 
@@ -177,17 +221,19 @@ function roomsPage(query) {
     h("div", { class: "panel" },
       h("table", { id: "rooms" },
         h("thead", {}, h("tr", {}, h("th", {}, "Room ID"), h("th", {}, "Status"),
-          h("th", {}, "Jurisdiction"), h("th", {}))),
+          h("th", {}, "Created"), h("th", {}, "Jurisdiction"), h("th", {}))),
         body),
       pager));
 
   const request = after ? { startAfterKey: after } : { startKey: prefix };
-  call("GET", "/rooms", { ...request, maxResults: PAGE_SIZE }).then((result) => {
-    const rooms = result.results.filter((room) => room.roomID.startsWith(prefix));
-    const more = result.more && rooms.length === result.results.length;
+  // one room more than a page: whether a next page (of this prefix) exists
+  call("GET", "/rooms", { ...request, maxResults: PAGE_SIZE + 1 }).then((result) => {
+    const matching = result.results.filter((room) => room.roomID.startsWith(prefix));
+    const rooms = matching.slice(0, PAGE_SIZE);
+    const more = matching.length > PAGE_SIZE;
     body.replaceChildren(...rooms.map((room) => roomRow(room, () => roomsPage(query))));
     if (!rooms.length) {
-      body.replaceChildren(h("tr", {}, h("td", { colspan: 4, class: "muted" },
+      body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "muted" },
         prefix ? `No room starts with "${prefix}".` : "No rooms yet.")));
     }
     const label = `${rooms.length} room${rooms.length === 1 ? "" : "s"}` +
@@ -204,7 +250,7 @@ function roomsPage(query) {
           starts: [...starts, after || "\u0000"].join("\n") });
       } }, "Next →"));
   }).catch((e) => {
-    body.replaceChildren(h("tr", {}, h("td", { colspan: 4, class: "error" },
+    body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "error" },
       e.status === 403 ? `This key may not list rooms: ${e.message}` : e.message)));
   });
 }
@@ -214,6 +260,7 @@ function roomRow(room, refresh) {
   return h("tr", { "data-room": id },
     h("td", {}, h("a", { href: `#/room?id=${encodeURIComponent(id)}` }, id)),
     h("td", {}, badge(room.status)),
+    h("td", { class: "muted", title: ago(room.createdMs) }, when(room.createdMs)),
     h("td", { class: "muted" }, room.jurisdiction || "—"),
     h("td", { class: "actions" }, roomActions(room, refresh)));
 }
@@ -239,7 +286,11 @@ function roomActions(room, refresh) {
 function roomPage(query) {
   const id = query.get("id") || "";
   const status = h("span", { id: "room-status" });
+  const created = h("span", { class: "muted", id: "room-created" });
   const actions = h("span", { class: "row" });
+  const clientRows = h("tbody", {}, h("tr", {}, h("td", { colspan: 6, class: "muted" }, "Loading…")));
+  const presence = h("div", { id: "presence", class: "muted" });
+  const clientsNote = h("span", { class: "muted", id: "clients-note" });
   const tree = h("div", { class: "tree", id: "contents" }, h("span", { class: "muted" }, "Loading…"));
   const updated = h("span", { class: "muted", id: "updated" });
   const user = h("input", { placeholder: "userID", id: "user-id" });
@@ -251,31 +302,79 @@ function roomPage(query) {
   const refreshStatus = () => call("GET", "/rooms", { roomID: id }).then((result) => {
     const room = result.results[0];
     status.replaceChildren(room ? badge(room.status) : h("span", { class: "muted" }, "not found"));
+    created.textContent = room && room.createdMs != null ? `created ${when(room.createdMs)}` : "";
+    created.title = room ? ago(room.createdMs) : "";
     actions.replaceChildren(...(room ? roomActions(room, refreshStatus) : []));
   }).catch((e) => status.replaceChildren(h("span", { class: "error" }, e.message)));
 
   main.replaceChildren(
     h("p", {}, h("a", { href: "#/rooms" }, "← Rooms")),
-    h("div", { class: "row" }, h("h1", {}, id), status, h("span", { class: "spacer" }), actions),
+    h("div", { class: "row" }, h("h1", {}, id), status, created, h("span", { class: "spacer" }),
+      actions),
     h("div", { class: "panel" },
-      h("h2", {}, "Connections"),
+      h("div", { class: "row" }, h("h2", {}, "Clients connected now"), h("span", { class: "spacer" }),
+        clientsNote),
+      h("table", { id: "clients" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Client ID"), h("th", {}, "User ID"),
+          h("th", {}, "Connected since"), h("th", {}, "Last mutation ID"), h("th", {}, "Present"),
+          h("th", {}))),
+        clientRows),
+      h("div", { class: "row presence" }, h("strong", {}, "Presence"), presence),
       h("div", { class: "row" },
         permButton("Invalidate the room's connections", "connections:invalidate", () =>
           run(() => call("POST", "/connections/rooms:invalidate", { roomID: id }),
-            () => notice(`Closed the connections to "${id}"; clients reconnect at once.`, "info")),
+            (ok) => ok && notice(`Closed the connections to "${id}"; clients reconnect at once.`, "info")),
           "quiet small"),
         h("span", { class: "spacer" }), user,
         permButton("Invalidate user", "connections:invalidate", () =>
-          run(() => call("POST", "/connections/users:invalidate", { userID: user.value.trim() }),
-            () => notice(`Closed the connections of user "${user.value.trim()}".`, "info")),
-          "quiet small"))),
+          invalidateUser(user.value.trim()), "quiet small"))),
     h("div", { class: "panel" },
       h("div", { class: "row" }, h("h2", {}, "Contents"), h("span", { class: "spacer" }), updated),
       tree));
   refreshStatus();
 
+  const invalidateUser = (userId) =>
+    run(() => call("POST", "/connections/users:invalidate", { userID: userId }),
+      (ok) => ok && notice(`Closed the connections of user "${userId}".`, "info"));
+
+  let shownClients = "";
+  function showClients(result) {
+    const seen = JSON.stringify(result);
+    if (seen === shownClients) return; // unchanged: keep the rows (and a button being clicked)
+    shownClients = seen;
+    clientRows.replaceChildren(...result.clients.map((c) => h("tr", { "data-client": c.clientID },
+      h("td", {}, h("code", {}, c.clientID)),
+      h("td", {}, c.userID || h("span", { class: "muted" }, "—")),
+      h("td", { class: "since", title: c.connectedMs == null ? "not known: read from storage" : "" },
+        when(c.connectedMs)),
+      h("td", {}, String(c.lastMutationID)),
+      h("td", {}, result.presence.includes(c.clientID) ? "yes" : h("span", { class: "muted" }, "not yet")),
+      h("td", { class: "actions" }, c.userID ? permButton("Invalidate user", "connections:invalidate",
+        () => invalidateUser(c.userID)) : null))));
+    if (!result.clients.length) {
+      clientRows.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "muted" },
+        "No client is connected.")));
+    }
+    presence.replaceChildren(...(result.presence.length
+      ? result.presence.map((clientId) => h("code", { class: "present" }, clientId))
+      : [h("span", { class: "muted" }, "nobody")]));
+    clientsNote.textContent = result.live ? ""
+      : "Read from storage: this node does not run the room (no client here, or another node owns it).";
+  }
+
+  async function pollClients() {
+    try {
+      showClients(await call("GET", "/rooms/clients", { roomID: id }));
+    } catch (e) {
+      clientRows.replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "error" },
+        e.status === 403 ? `This key may not see the clients: ${e.message}` : e.message)));
+      shownClients = "";
+    }
+  }
+
   async function poll() {
     if (stopped) return;
+    const clientsDone = pollClients();
     try {
       const result = await call("GET", "/rooms/contents", { roomID: id });
       const values = new Map();
@@ -286,6 +385,7 @@ function roomPage(query) {
     } catch (e) {
       tree.replaceChildren(h("span", { class: "error" }, e.message));
     }
+    await clientsDone;
     if (!stopped) timer = setTimeout(poll, 1000);
   }
   let timer = setTimeout(poll, 0);
@@ -495,7 +595,9 @@ function render() {
   const signedIn = !!apiKey();
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("sign-out").hidden = !signedIn;
-  document.getElementById("who").textContent = signedIn ? `app ${appId}` : "";
+  const name = sessionStorage.getItem(NAME_ITEM);
+  document.getElementById("who").textContent =
+    signedIn ? `app ${appId}` + (name ? ` · key ${name}` : "") : "";
   if (!signedIn) { signInPage(); return; }
   const [page, rawQuery = ""] = location.hash.replace(/^#\/?/, "").split("?");
   const query = new URLSearchParams(rawQuery);

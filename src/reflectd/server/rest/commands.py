@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from functools import partial
 
 import msgspec
@@ -22,7 +23,7 @@ from reflectd.engine.backend import (
     mutate_as_server,
 )
 from reflectd.engine.handlers import CallFailed
-from reflectd.engine.records import RoomRecord
+from reflectd.engine.records import RoomRecord, RoomSnapshot
 from reflectd.engine.room import Room
 from reflectd.errors import StorageError
 from reflectd.protocol.connect import ROOM_ID_PATTERN, ROOM_ID_RULE
@@ -36,6 +37,8 @@ from reflectd.server.rest.wire import (
     ImportResult,
     ListRoomsResult,
     MutateResult,
+    RoomClient,
+    RoomClientsResult,
 )
 from reflectd.server.rest.wire import Room as RoomJson
 from reflectd.server.rooms import RoomRegistry
@@ -158,6 +161,22 @@ class RoomCommands:
         contents: dict[str, Raw] = await actor.call(_live_contents)
         return GetRoomContentsResult(contents)
 
+    async def clients(self, room_id: str) -> RoomClientsResult:
+        record = await self._record(room_id)
+        actor = self.registry.actors.get(room_id)
+        if record.status == "deleted":
+            return RoomClientsResult([], [], live=actor is not None and not actor.stopped)
+        if actor is not None and not actor.stopped:
+            connected: list[_Connected]
+            connected, presence = await actor.call(_live_clients)
+            opened = {s.connection_id: s.opened_ms for s in actor.sockets.values()}
+            clients = [
+                RoomClient(c.client_id, c.client_group_id, c.user_id, opened.get(c.id), c.lmid)
+                for c in connected
+            ]
+            return RoomClientsResult(clients, presence, live=True)
+        return stored_clients(await self.store.load_room(room_id))
+
     async def create(self, room_id: str, jurisdiction: str) -> Empty:
         if not ROOM_ID_PATTERN.fullmatch(room_id):
             raise INVALID_ROOM_ID.error(room_id=room_id)
@@ -268,7 +287,8 @@ class RoomCommands:
             raise ROOM_CLOSED.error(room_id=room_id)
 
     async def invalidate_all(self) -> Empty:
-        self.registry.close_connections(lambda socket: True)
+        closed = self.registry.close_connections(lambda socket: True)
+        logger.info("every connection invalidated (%d closed here)", closed)
         return Empty()
 
     async def invalidate_room(self, room_id: str) -> Empty:
@@ -276,11 +296,21 @@ class RoomCommands:
         if actor is None or not actor.sockets:
             return Empty()
         await self._record(room_id)
-        self.registry.close_connections(lambda socket: socket.room_id == room_id)
+        closed = self.registry.close_connections(lambda socket: socket.room_id == room_id)
+        logger.info(
+            "the room's connections invalidated (%d closed here)",
+            closed,
+            extra={"room_id": room_id},
+        )
         return Empty()
 
     async def invalidate_user(self, user_id: str) -> Empty:
-        self.registry.close_connections(lambda socket: socket.user_id == user_id)
+        closed = self.registry.close_connections(lambda socket: socket.user_id == user_id)
+        logger.info(
+            "the user's connections invalidated (%d closed here)",
+            closed,
+            extra={"user_id": user_id},
+        )
         return Empty()
 
     async def _record(self, room_id: str) -> RoomRecord:
@@ -306,3 +336,37 @@ async def forget_old_calls(store: Store) -> None:
 
 def _live_contents(room: Room) -> dict[str, Raw]:
     return {key: Raw(value) for key, value in room.live_entries()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Connected:
+    """A connection of a live room, as its actor sees it."""
+
+    id: int
+    client_id: str
+    client_group_id: str
+    user_id: str
+    lmid: int
+
+
+def _live_clients(room: Room) -> tuple[list[_Connected], list[str]]:
+    """The room's connections (in clientID order) and presence."""
+    connected = []
+    for client_id, c in sorted(room.connections.items()):
+        record = room.state.clients.get(client_id)
+        lmid = 0 if record is None else record.last_mutation_id
+        connected.append(_Connected(c.connection_id, client_id, c.client_group_id, c.user_id, lmid))
+    return connected, sorted(room.state.connected_clients)
+
+
+def stored_clients(snapshot: RoomSnapshot) -> RoomClientsResult:
+    """A room's clients as storage has them: its connected set with their client records."""
+    clients = []
+    for client_id in sorted(snapshot.connected_clients):
+        record = snapshot.clients.get(client_id)
+        if record is None:
+            continue
+        user_id = record.user_id or ""
+        lmid = record.last_mutation_id
+        clients.append(RoomClient(client_id, record.client_group_id, user_id, None, lmid))
+    return RoomClientsResult(clients, sorted(snapshot.connected_clients), live=False)

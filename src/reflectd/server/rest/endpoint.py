@@ -5,10 +5,11 @@ below the API's prefix, the permission, a summary, an example result, the failur
 command itself raises and the largest body it takes. The function's docstring is the route's
 description; its parameters' types are the query (``query: SomeQuery``), the body
 (``body: SomeBody``, absent when the route takes none) and the headers it reads
-(``headers: SomeHeaders``, optional strings named as the headers are); a ``key_name: str``
-parameter gets the name of the caller's API key. Its return type is the result. The server
-parses, checks and answers from these, and the OpenAPI document (``openapi.py``) describes
-them: nothing else lists the routes.
+(``headers: SomeHeaders``, optional strings named as the headers are); a ``key: Principal``
+parameter, if present, receives the key that made the request. Its return type is the result.
+A route whose ``permission`` is None is open to every valid key. The server parses, checks and
+answers from these, and the OpenAPI document (``openapi.py``) describes them: nothing else
+lists the routes.
 
 A ``path`` is served in both API shapes, ``/v1/apps/{app-id}`` and the original server's
 ``/api/v1``; a ``legacy`` path only in the latter, with one ``{name}`` path segment that
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from reflectd.server.rest.failures import MAX_BODY_BYTES, Failure
+from reflectd.server.rest.keys import Principal
 from reflectd.server.rest.parsing import (
     body_literals,
     header_fields,
@@ -56,18 +58,19 @@ class Command:
     key: str
     summary: str
     description: str
-    permission: Permission
+    #: None: any valid key may call it
+    permission: Permission | None
     query: type[msgspec.Struct]
     body: type[msgspec.Struct] | None
     headers: type[msgspec.Struct] | None
-    #: the handler takes the caller's API key name as ``key_name``
-    takes_key_name: bool
     result: type[msgspec.Struct]
     example: msgspec.Struct
     #: what the command itself raises; parsing, keys and paths add theirs (``openapi.py``)
     failures: tuple[Failure, ...]
     max_body_bytes: int
     handler: Handler
+    #: the handler takes the request's key (its ``key`` parameter)
+    takes_key: bool = False
 
     async def run(
         self,
@@ -76,7 +79,7 @@ class Command:
         body: bytes,
         segment: tuple[str, str] | None,
         headers: Mapping[str, str],
-        key_name: str,
+        key: Principal,
     ) -> msgspec.Struct:
         query, parsed = parse_request(self.query, self.body, items, body, segment=segment)
         arguments: dict[str, Any] = {"query": query}
@@ -84,8 +87,8 @@ class Command:
             arguments["body"] = parsed
         if self.headers is not None:
             arguments["headers"] = parse_headers(self.headers, headers)
-        if self.takes_key_name:
-            arguments["key_name"] = key_name
+        if self.takes_key:
+            arguments["key"] = key
         return await self.handler(commands, **arguments)
 
 
@@ -104,7 +107,7 @@ class RestRoute:
     segment: str | None = None
 
     @property
-    def permission(self) -> Permission:
+    def permission(self) -> Permission | None:
         return self.command.permission
 
 
@@ -120,7 +123,7 @@ class RouteTable:
         path: str | None = None,
         *,
         legacy: str | None = None,
-        permission: Permission,
+        permission: Permission | None,
         summary: str,
         example: msgspec.Struct | None = None,
         failures: Iterable[Failure] = (),
@@ -141,7 +144,7 @@ class RouteTable:
 
 def _command(
     handler: Handler,
-    permission: Permission,
+    permission: Permission | None,
     summary: str,
     example: msgspec.Struct | None,
     failures: tuple[Failure, ...],
@@ -169,12 +172,12 @@ def _command(
         query=query,
         body=body,
         headers=headers,
-        takes_key_name="key_name" in hints,
         result=result,
         example=example,
         failures=failures,
         max_body_bytes=max_body_bytes,
         handler=handler,
+        takes_key=hints.get("key") is Principal,
     )
 
 

@@ -111,7 +111,9 @@ def render_markdown(document: JSON) -> str:
         for method, path, operation in forms:
             legacy = " (legacy path)" if operation["x-shape"] == "legacy" else ""
             lines.append(f"- `{method} {path}`{legacy}")
-        lines += ["", f"Permission: `{main['x-permission']}`.", "", description, ""]
+        permission = main["x-permission"]
+        needed = "any valid key" if permission is None else f"`{permission}`"
+        lines += ["", f"Permission: {needed}.", "", description, ""]
         query = [p for p in main.get("parameters", []) if p["in"] == "query"]
         if query:
             lines += ["| query parameter | required | meaning |", "|---|---|---|"]

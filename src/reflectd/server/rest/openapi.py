@@ -85,11 +85,10 @@ def failures(shape: Shape, route: RestRoute) -> list[F.Failure]:
         found.append(F.OTHER_APP)
     if route.legacy:
         found += [F.UNENCODED_SEGMENT, F.MALFORMED_SEGMENT, F.NUL_IN_SEGMENT]
-    found += [
-        F.WRONG_METHOD,
-        F.FORBIDDEN.at(permission=route.permission),
-        F.TOO_LARGE.at(max_bytes=command.max_body_bytes),
-    ]
+    found.append(F.WRONG_METHOD)
+    if route.permission is not None:
+        found.append(F.FORBIDDEN.at(permission=route.permission))
+    found.append(F.TOO_LARGE.at(max_bytes=command.max_body_bytes))
     found += query_failures(command.query) if not route.legacy else [UNEXPECTED_QUERY]
     found += body_failures(command.body)
     if command.headers is not None:
@@ -98,6 +97,11 @@ def failures(shape: Shape, route: RestRoute) -> list[F.Failure]:
     if not any(f.status == 500 for f in command.failures):
         found.append(F.INTERNAL)
     return [*found, F.SHUTTING_DOWN, F.ROOM_UNAVAILABLE]
+
+
+def permission_text(route: RestRoute) -> str:
+    """The route's permission as the documentation says it."""
+    return "any valid key" if route.permission is None else f"`{route.permission}`"
 
 
 def _ref(name: str) -> JSON:
@@ -248,7 +252,7 @@ def _operation(shape: Shape, route: RestRoute, app_id: str | None) -> JSON:
     operation: JSON = {
         "operationId": f"{shape}-{command.key}",
         "summary": command.summary,
-        "description": f"{command.description}\n\nPermission: `{route.permission}`.",
+        "description": f"{command.description}\n\nPermission: {permission_text(route)}.",
         "tags": [SHAPE_TAGS[shape]],
         "security": _SECURITY[shape],
         "x-permission": route.permission,
@@ -321,11 +325,11 @@ The Rooms REST API of reflectd, in two shapes with the same commands and semanti
 - the original server's `/api/v1/...` API with `x-reflect-api-key: <api-key>`, and its legacy
   forms, where a missing or unknown key gets plain text `Unauthorized`.
 
-Every key has permissions: `rooms:read` (list, contents), `rooms:create`, `rooms:close`,
-`rooms:delete`, `rooms:write` (run a mutator, import contents), `connections:invalidate`,
-`logs:read` (the log stream of `reflectd tail`,
-`GET /v1/apps/{app-id}/logs:tail`, server-sent events, not described here). The key is
-checked first (401), then the path (404),
+Every key has permissions: `rooms:read` (list, contents, clients), `rooms:create`,
+`rooms:close`, `rooms:delete`, `rooms:write` (run a mutator, import contents),
+`connections:invalidate`, `logs:read` (the log stream of `reflectd tail`,
+`GET /v1/apps/{app-id}/logs:tail`, server-sent events, not described here); `GET .../key`
+tells any valid key its own. The key is checked first (401), then the path (404),
 the method (405), the permission (403), the body's size (413), the query and body (400,
 strict: what a command does not take must be absent) and the command itself. Before all of
 these, an address that failed to authenticate too often in the last minute gets 429 with

@@ -53,11 +53,14 @@ from reflectd.server.rest.failures import (
     MAX_BODY_BYTES,
     ORIGINAL_PLAIN_TEXT,
 )
-from reflectd.server.rest.keys import KeyRing
+from reflectd.server.rest.keys import KeyRing, Principal
 from reflectd.server.rest.parsing import read_body
 from reflectd.server.rest.throttle import FailedAuthThrottle
 from reflectd.server.rest.wire import (
     ROOM_EXAMPLE,
+    TIME_EXAMPLE,
+    USER_EXAMPLE,
+    ApiKey,
     CreateRoomRequest,
     Empty,
     GetRoomContentsResult,
@@ -71,10 +74,12 @@ from reflectd.server.rest.wire import (
     NewRoomQuery,
     NoQuery,
     Room,
+    RoomClient,
+    RoomClientsResult,
     RoomQuery,
     UserQuery,
 )
-from reflectd.storage.base import Permission
+from reflectd.storage.base import PERMISSIONS, Permission
 
 logger = logging.getLogger(__name__)
 #: one line per REST call: method, route template, status, duration, key name
@@ -95,6 +100,8 @@ ORIGINAL_PREFIX = "/api/v1"
 
 table = RouteTable()
 
+API_KEY_EXAMPLE = ApiKey("ops", ["rooms:read", "logs:read"])
+
 # ------------------------------------------------------------------------------ the routes
 
 
@@ -103,7 +110,7 @@ table = RouteTable()
     "/rooms",
     permission="rooms:read",
     summary="List rooms",
-    example=ListRoomsResult([Room(ROOM_EXAMPLE, "", "open")], 1, False),
+    example=ListRoomsResult([Room(ROOM_EXAMPLE, "", "open", TIME_EXAMPLE)], 1, False),
 )
 async def list_rooms(commands: RoomCommands, query: ListRoomsQuery) -> ListRoomsResult:
     """Rooms of every status, in lexicographic roomID order. `startKey`, `startAfterKey` and
@@ -136,6 +143,25 @@ async def get_room_contents(commands: RoomCommands, query: RoomQuery) -> GetRoom
     """The room's whole current content as one JSON object: every live key and its value, in
     key order. Closed rooms still have contents; deleted rooms have none."""
     return await commands.contents(query.room_id)
+
+
+@table.route(
+    "GET",
+    "/rooms/clients",
+    permission="rooms:read",
+    summary="List room clients",
+    example=RoomClientsResult(
+        [RoomClient("c1a2b3", "g4d5e6", USER_EXAMPLE, TIME_EXAMPLE, 17)], ["c1a2b3"], True
+    ),
+    failures=(ROOM_NOT_FOUND,),
+)
+async def list_room_clients(commands: RoomCommands, query: RoomQuery) -> RoomClientsResult:
+    """The clients connected to the room now (clientID, userID, since when, last mutation
+    id) and the room's presence: the clientIDs its clients see as present. A reflectd
+    addition. A room not loaded on this node is read from storage: with one node, no client is
+    connected to it; in a cluster, another node may own it and the answer is as of that
+    node's last turn, without `connectedMs`. A deleted room has no clients."""
+    return await commands.clients(query.room_id)
 
 
 @table.route(
@@ -210,7 +236,7 @@ async def mutate(
     query: RoomQuery,
     body: MutateRequest,
     headers: IdempotencyHeaders,
-    key_name: str,
+    key: Principal,
 ) -> MutateResult:
     """Runs one of the app's mutators in the room, for the app's backend, as the server runs a
     client's mutation: `tx.reason` is `"authoritative"`, `tx.clientID` is `"$server"` (no
@@ -224,7 +250,7 @@ async def mutate(
         query.room_id,
         body.name,
         body.args,
-        key_name=key_name,
+        key_name=key.key_name,
         idempotency_key=idempotency_key,
     )
 
@@ -298,11 +324,21 @@ async def invalidate_user_connections(commands: RoomCommands, query: UserQuery) 
 
 
 @table.route(
+    "GET", "/key", permission=None, summary="Get the request's key", example=API_KEY_EXAMPLE
+)
+async def get_key(commands: RoomCommands, query: NoQuery, key: Principal) -> ApiKey:
+    """The name and permissions of the key that made the request, so that a tool (the
+    dashboard) can offer only what the key may do. Any valid key may call it. A reflectd
+    addition."""
+    return ApiKey(key.key_name, sorted(key.permissions, key=PERMISSIONS.index))
+
+
+@table.route(
     "GET",
     legacy="/rooms/{roomID}",
     permission="rooms:read",
     summary="Get room (legacy)",
-    example=Room(ROOM_EXAMPLE, "", "open"),
+    example=Room(ROOM_EXAMPLE, "", "open", TIME_EXAMPLE),
     failures=(ROOM_NOT_FOUND,),
 )
 async def get_room(commands: RoomCommands, query: RoomQuery) -> Room:
@@ -425,14 +461,14 @@ class RestApi:
         request.state.route = (
             ORIGINAL_PREFIX if original else "/v1/apps/{app-id}"
         ) + route.template
-        if route.permission not in principal.permissions:
+        if route.permission is not None and route.permission not in principal.permissions:
             raise F.FORBIDDEN.error(key_name=principal.key_name, permission=route.permission)
         body = await read_body(request, route.command.max_body_bytes)
         items = parse_qsl(request.url.query, keep_blank_values=True)
         named = (route.segment, segment) if route.segment is not None else None
         try:
             result = await route.command.run(
-                self.commands, items, body, named, request.headers, principal.key_name
+                self.commands, items, body, named, request.headers, key=principal
             )
         except NotOwner as e:  # a room's change is made by the node that owns the room
             if self.peers is None or self.peers.sender(request) is not None:

@@ -22,12 +22,15 @@ from msgspec import UNSET, Meta, Raw, UnsetType
 from reflectd.engine.records import RoomRecord, RoomStatus
 from reflectd.protocol.connect import ROOM_ID_PATTERN
 from reflectd.protocol.jsparse import MAX_SAFE_INTEGER
+from reflectd.storage.base import Permission
 
 #: the most rooms one list call returns, whatever ``maxResults`` says
 MAX_LIST_RESULTS = 1000
 
 ROOM_EXAMPLE = "my-room"
 USER_EXAMPLE = "user-42"
+#: an example time, in ms since the Unix epoch (2025-12-06)
+TIME_EXAMPLE = 1_765_000_000_000
 
 RoomId = Annotated[str, Meta(description="The room's ID.", examples=[ROOM_EXAMPLE])]
 
@@ -193,10 +196,18 @@ class Room(msgspec.Struct, forbid_unknown_fields=True):
     room_id: str = msgspec.field(name="roomID")
     jurisdiction: Literal["", "eu"]
     status: RoomStatus
+    created_ms: Annotated[
+        int | None,
+        Meta(
+            description="When the room was created, in ms since the Unix epoch; null for a "
+            "room created before reflectd recorded it (a reflectd addition).",
+            examples=[TIME_EXAMPLE],
+        ),
+    ] = msgspec.field(name="createdMs")
 
     @classmethod
     def of(cls, record: RoomRecord) -> Room:
-        return cls(record.room_id, record.jurisdiction, record.status)
+        return cls(record.room_id, record.jurisdiction, record.status, record.created_ms)
 
 
 class ListRoomsResult(msgspec.Struct, forbid_unknown_fields=True):
@@ -243,6 +254,64 @@ class ImportResult(msgspec.Struct, forbid_unknown_fields=True):
     skipped: Annotated[
         int,
         Meta(ge=0, description="Keys under `-/p/` left out: they belong to a room's clients."),
+    ]
+
+
+class RoomClient(msgspec.Struct, forbid_unknown_fields=True):
+    """A client connected to the room."""
+
+    client_id: str = msgspec.field(name="clientID")
+    client_group_id: str = msgspec.field(name="clientGroupID")
+    user_id: Annotated[
+        str, Meta(description='The userID the client connected with ("" if none).')
+    ] = msgspec.field(name="userID")
+    connected_ms: Annotated[
+        int | None,
+        Meta(
+            description="Since when its connection is open, in ms since the Unix epoch; null "
+            "when read from storage (`live` false).",
+            examples=[TIME_EXAMPLE],
+        ),
+    ] = msgspec.field(name="connectedMs")
+    last_mutation_id: Annotated[
+        int, Meta(ge=0, description="The last of its mutations the room applied (0: none).")
+    ] = msgspec.field(name="lastMutationID")
+
+
+class RoomClientsResult(msgspec.Struct, forbid_unknown_fields=True):
+    """The clients connected to a room now, and its presence."""
+
+    clients: Annotated[list[RoomClient], Meta(description="In clientID order.")]
+    presence: Annotated[
+        list[str],
+        Meta(
+            description="The clientIDs present in the room, as its clients' `presence` sees "
+            "them (set at the room's last turn), in order."
+        ),
+    ]
+    live: Annotated[
+        bool,
+        Meta(
+            description="true: this node runs the room and answers from memory; false: the "
+            "room is not loaded here (no one connected, or another node of a cluster owns "
+            "it) and the answer is read from storage, as of the owner's last turn."
+        ),
+    ]
+
+
+class ApiKey(msgspec.Struct, forbid_unknown_fields=True):
+    """The key that made the request."""
+
+    name: Annotated[
+        str,
+        Meta(
+            description="Its name (`REFLECTD_API_KEY` for the key of the server's environment).",
+            examples=["ops"],
+        ),
+    ]
+    permissions: Annotated[
+        list[Permission],
+        Meta(description="Its permissions.", examples=[["rooms:read", "logs:read"]]),
     ]
 
 

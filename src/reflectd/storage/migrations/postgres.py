@@ -109,6 +109,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX remembered_calls_at ON {schema}.remembered_calls (at_ms)",
     ),
+    # 4 -> 5: when each room was created (NULL for the rooms made before)
+    ("ALTER TABLE {schema}.rooms ADD COLUMN created_ms BIGINT",),
 )
 
 #: the tables of the schema, but ``schema_version``

@@ -84,6 +84,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID""",
         "CREATE INDEX remembered_calls_at ON remembered_calls (at_ms)",
     ),
+    # 3 -> 4: when each room was created (NULL for the rooms made before)
+    ("ALTER TABLE rooms ADD COLUMN created_ms INTEGER",),
 )
 
 
