@@ -60,6 +60,26 @@ class RoomSnapshot:
     entries: dict[str, Entry] = field(default_factory=dict)
 
 
+class OutboxEvent(msgspec.Struct, frozen=True):
+    """A webhook event, committed with the writes that caused it (the outbox) and delivered
+    later by the server. The engine never makes one: the server adds them to a round's writes.
+
+    ``payload`` is the JSON body as it will be sent. ``replaces`` names an earlier event of the
+    same room whose delivery has not started: that event takes this one's payload instead (a
+    throttled ``room.changed`` carries the latest version); when it has started, this one is
+    stored as a new event.
+    """
+
+    event_id: str
+    type: str
+    room_id: str
+    payload: bytes
+    created_ms: int
+    #: not delivered before this time (ms since the epoch)
+    deliver_after_ms: int
+    replaces: str | None = None
+
+
 @dataclass(slots=True)
 class RoomWrites:
     """The writes of one turn (or one connect), committed atomically by a backend.
@@ -75,6 +95,8 @@ class RoomWrites:
     deleted_clients: dict[str, str | None] = field(default_factory=dict)
     #: user entries to insert or replace (live values and tombstones)
     entries: dict[str, Entry] = field(default_factory=dict)
+    #: webhook events committed with these writes (the server adds them)
+    outbox: list[OutboxEvent] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return (
@@ -83,4 +105,5 @@ class RoomWrites:
             and not self.clients
             and not self.deleted_clients
             and not self.entries
+            and not self.outbox
         )
