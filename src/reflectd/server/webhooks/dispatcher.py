@@ -1,0 +1,190 @@
+"""The webhook dispatcher: one background task per node that delivers the outbox.
+
+Each pass (every ``--webhook-poll-ms``, or at once when this node committed events):
+
+1. re-read the endpoints, so that the rooms know which event types have subscribers;
+2. read the outbox's depth (metrics); if nothing waits, stop here;
+3. fan out the due events, claim due deliveries (leased to this node: other nodes skip them),
+   and send them concurrently, each signed as Standard Webhooks, each with its own timeout;
+4. record each attempt: delivered (2xx), or retried after a backoff that doubles, or failed
+   once ``--webhook-max-attempts`` were made.
+
+It runs beside the rooms on the event loop and only awaits I/O: a slow or dead receiver holds
+its own deliveries, never a room's turn. A node that stops mid-send leaves its claims to
+expire; another node (or this one after a restart) sends them again: at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+
+import httpx
+from standardwebhooks import Webhook
+
+from reflectd import __version__
+from reflectd.clock import now_ms
+from reflectd.server import metrics
+from reflectd.server.webhooks.events import WebhookEvents
+from reflectd.storage.base import Backend
+from reflectd.storage.webhooks import ClaimedDelivery, DeliveryOutcome
+
+logger = logging.getLogger(__name__)
+
+#: deliveries claimed (and sent concurrently) per pass
+CLAIM_BATCH = 32
+#: events fanned out per pass
+FAN_OUT_BATCH = 256
+#: how long a claim outlives the request's timeout (ms), before another node may take it
+CLAIM_MARGIN_MS = 30_000
+#: the longest error message kept in the delivery log
+MAX_ERROR_CHARS = 300
+
+
+def retry_delay_ms(attempts: int, *, base_ms: int, max_ms: int) -> int:
+    """The wait after the ``attempts``-th failed attempt: base, 2 x base, 4 x base... capped."""
+    delay: int = base_ms * 2 ** min(attempts - 1, 40)
+    return min(delay, max_ms)
+
+
+class WebhookDispatcher:
+    def __init__(self, store: Backend, events: WebhookEvents, *, node_id: str) -> None:
+        self.store = store
+        self.events = events
+        self.settings = events.settings
+        self.node_id = node_id
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            headers={"user-agent": f"reflectd/{__version__} (webhooks)"},
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Learn the subscribed event types (before any room runs), then start delivering."""
+        await self._refresh()
+        self._task = asyncio.create_task(self._run(), name="webhook dispatcher")
+
+    async def close(self) -> None:
+        """Stop; deliveries under way are cut short, their claims expire and they are sent
+        again later (by another node, or this one after a restart)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._client.aclose()
+
+    # ----------------------------------------------------------------------- the loop
+
+    async def _run(self) -> None:
+        poll_s = self.settings.webhook_poll_ms / 1000
+        while True:
+            busy = False
+            try:
+                busy = await self.deliver_once()
+            except Exception as e:
+                metrics.STORAGE_ERRORS.labels("webhooks").inc()
+                logger.warning("webhook dispatcher: %s; trying again", e)
+            if busy:
+                continue
+            self.events.committed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.events.committed.wait(), poll_s)
+
+    async def deliver_once(self) -> bool:
+        """One pass; True if it sent a full batch (more may wait)."""
+        await self._refresh()
+        stats = await self.store.webhook_outbox_stats()
+        metrics.WEBHOOK_OUTBOX_DEPTH.set(stats.depth)
+        oldest = stats.oldest_created_ms
+        metrics.WEBHOOK_OUTBOX_AGE.set(0 if oldest is None else max(0, now_ms() - oldest) / 1000)
+        if stats.depth == 0:
+            return False
+        now = now_ms()
+        await self.store.fan_out_webhook_events(now, limit=FAN_OUT_BATCH)
+        claimed = await self.store.claim_webhook_deliveries(
+            self.node_id,
+            now,
+            lease_ms=self.settings.webhook_timeout_ms + CLAIM_MARGIN_MS,
+            limit=CLAIM_BATCH,
+        )
+        await asyncio.gather(*(self._deliver(delivery) for delivery in claimed))
+        return len(claimed) == CLAIM_BATCH
+
+    async def _refresh(self) -> None:
+        endpoints = await self.store.list_webhook_endpoints()
+        self.events.subscribed = frozenset(t for e in endpoints for t in e.event_types)
+
+    # ----------------------------------------------------------------------- one delivery
+
+    async def _deliver(self, delivery: ClaimedDelivery) -> None:
+        started = time.perf_counter()
+        status, error = await self._send(delivery)
+        metrics.WEBHOOK_DELIVERY_SECONDS.observe(time.perf_counter() - started)
+        attempted = now_ms()
+        attempts = delivery.attempts + 1
+        settings = self.settings
+        if not error:
+            state, next_ms, outcome = "delivered", attempted, "delivered"
+        elif attempts >= settings.webhook_max_attempts:
+            state, next_ms, outcome = "failed", attempted, "failed"
+        else:
+            state, outcome = "pending", "retrying"
+            next_ms = attempted + retry_delay_ms(
+                attempts,
+                base_ms=settings.webhook_retry_base_ms,
+                max_ms=settings.webhook_retry_max_ms,
+            )
+        metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
+        if error:
+            logger.log(
+                logging.WARNING if state == "failed" else logging.INFO,
+                "webhook %s to %s, attempt %d: %s%s",
+                delivery.event_id,
+                delivery.endpoint_id,
+                attempts,
+                error,
+                " (given up)" if state == "failed" else "",
+            )
+        result = DeliveryOutcome(
+            event_id=delivery.event_id,
+            endpoint_id=delivery.endpoint_id,
+            state=state,  # type: ignore[arg-type]
+            attempted_ms=attempted,
+            status=status,
+            error=error,
+            next_attempt_ms=next_ms,
+        )
+        await self.store.finish_webhook_delivery(self.node_id, result)
+
+    async def _send(self, delivery: ClaimedDelivery) -> tuple[int | None, str]:
+        """POST the event; (the HTTP status or None, "" or why the attempt failed)."""
+        sent_at = datetime.now(UTC)
+        try:
+            signature = Webhook(delivery.secret).sign(delivery.event_id, sent_at, delivery.payload)
+        except Exception as e:  # a secret that is not base64: nothing can be sent
+            return None, f"cannot sign: {e}"
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": delivery.event_id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": signature,
+        }
+        timeout_s = self.settings.webhook_timeout_ms / 1000
+        try:
+            response = await self._client.post(
+                delivery.url, content=delivery.payload, headers=headers, timeout=timeout_s
+            )
+        except httpx.TimeoutException:
+            return None, f"no answer within {timeout_s:g} s"
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as e:
+            return None, _short(f"{type(e).__name__}: {e}")
+        if 200 <= response.status_code < 300:
+            return response.status_code, ""
+        return response.status_code, f"HTTP {response.status_code}"
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
