@@ -1,0 +1,148 @@
+"""``reflectd webhooks``: webhook endpoints and the delivery log, on the server's database.
+
+A running server (every node of a cluster) learns of an endpoint added or deleted here at its
+next poll (``--webhook-poll-ms``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from reflectd.cli_admin import CreateOpt, Shared, _fail, _run_on_store, _shown, _tell, _time
+from reflectd.cli_admin import admin_command as _admin_command
+from reflectd.server.webhooks.endpoints import new_endpoint, parse_event_types, parse_url
+from reflectd.storage import Backend
+from reflectd.storage.webhooks import EVENT_TYPES
+
+webhooks = typer.Typer(
+    help="Manage webhook endpoints and read the delivery log (on the server's database)."
+)
+
+EventOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--event", "-e", help=f"An event type (repeat for several): {', '.join(EVENT_TYPES)}."
+    ),
+]
+
+#: the most rows ``deliveries`` prints
+MAX_LIMIT = 10_000
+
+
+@_admin_command(webhooks, "add", "db")
+def webhooks_add(options: Shared, url: str, event: EventOpt, create: CreateOpt = False) -> None:
+    """Add an endpoint that receives the events given; its signing secret is printed once,
+    alone on the last line of standard output."""
+    try:
+        parse_url(url)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="URL") from None
+    try:
+        parse_event_types(event)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--event") from None
+    endpoint = new_endpoint(url, event, now_ms=int(time.time() * 1000))
+
+    async def work(store: Backend) -> None:
+        await store.add_webhook_endpoint(endpoint)
+
+    _run_on_store(options.db, work, create=create)
+    _tell(
+        f"Added webhook endpoint {endpoint.endpoint_id} for {', '.join(endpoint.event_types)}"
+        f" to {url}. Its signing secret follows: store it now, it is not shown again."
+    )
+    print(endpoint.secret)
+
+
+@_admin_command(webhooks, "list", "db", "as_json")
+def webhooks_list(options: Shared) -> None:
+    """List endpoints: ID, URL, event types, when added (never their secrets)."""
+
+    async def work(store: Backend) -> Any:
+        return await store.list_webhook_endpoints()
+
+    rows = [
+        {
+            "id": e.endpoint_id,
+            "url": e.url,
+            "events": list(e.event_types),
+            "created": _time(e.created_ms),
+        }
+        for e in _run_on_store(options.db, work)
+    ]
+    if options.as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "url", "events", "created")
+    for row in rows:
+        table.add_row(row["id"], Text(_shown(row["url"])), " ".join(row["events"]), row["created"])
+    Console().print(table)
+
+
+@_admin_command(webhooks, "delete", "db")
+def webhooks_delete(options: Shared, endpoint_id: str) -> None:
+    """Delete an endpoint and its deliveries (those not yet made are dropped)."""
+
+    async def work(store: Backend) -> bool:
+        return await store.delete_webhook_endpoint(endpoint_id)
+
+    if not _run_on_store(options.db, work):
+        _fail(f"no webhook endpoint {_shown(endpoint_id)!r}")
+    _tell(f"Webhook endpoint {_shown(endpoint_id)} deleted.")
+
+
+@_admin_command(webhooks, "deliveries", "db", "as_json")
+def webhooks_deliveries(
+    options: Shared,
+    endpoint: Annotated[str | None, typer.Option(help="Only this endpoint's deliveries.")] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=MAX_LIMIT, help="At most this many, newest first.")
+    ] = 50,
+) -> None:
+    """The delivery log: each event sent to each endpoint, its state, attempts, last HTTP
+    status and error, newest first."""
+
+    async def work(store: Backend) -> Any:
+        return await store.list_webhook_deliveries(endpoint_id=endpoint, limit=limit)
+
+    rows = [
+        {
+            "eventID": d.event_id,
+            "endpoint": d.endpoint_id,
+            "type": d.type,
+            "roomID": d.room_id,
+            "state": d.state,
+            "attempts": d.attempts,
+            "status": d.last_status,
+            "error": d.last_error or None,
+            "created": _time(d.created_ms),
+            "lastAttempt": None if d.last_attempt_ms is None else _time(d.last_attempt_ms),
+            "nextAttempt": _time(d.next_attempt_ms) if d.state == "pending" else None,
+        }
+        for d in _run_on_store(options.db, work)
+    ]
+    if options.as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("event", "endpoint", "type", "room", "state", "attempts", "status", "error")
+    table.add_column("last attempt")
+    for row in rows:
+        table.add_row(
+            row["eventID"],
+            row["endpoint"],
+            row["type"],
+            Text(row["roomID"]),
+            row["state"],
+            str(row["attempts"]),
+            "" if row["status"] is None else str(row["status"]),
+            Text(row["error"] or ""),
+            row["lastAttempt"] or "never",
+        )
+    Console().print(table)
