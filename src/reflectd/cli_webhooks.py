@@ -80,7 +80,11 @@ def webhooks_list(options: Shared) -> None:
     if options.as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("id", "url", "events", "created")
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    table.add_column("url", overflow="fold")
+    table.add_column("events")
+    table.add_column("created")
     for row in rows:
         table.add_row(row["id"], Text(_shown(row["url"])), " ".join(row["events"]), row["created"])
     Console().print(table)
@@ -131,18 +135,18 @@ def webhooks_deliveries(
     if options.as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("event", "endpoint", "type", "room", "state", "attempts", "status", "error")
-    table.add_column("last attempt")
     for row in rows:
-        table.add_row(
-            row["eventID"],
-            row["endpoint"],
-            row["type"],
-            Text(row["roomID"]),
-            row["state"],
-            str(row["attempts"]),
-            "" if row["status"] is None else str(row["status"]),
-            Text(row["error"] or ""),
-            row["lastAttempt"] or "never",
-        )
-    Console().print(table)
+        print(_log_line(row))
+
+
+def _log_line(row: dict[str, Any]) -> str:
+    """A delivery as one line of the log: when, what, where to, how it went."""
+    when = row["lastAttempt"] or row["created"]
+    status = "" if row["status"] is None else f" status={row['status']}"
+    error = f" error={json.dumps(row['error'])}" if row["error"] else ""
+    after = f" next={row['nextAttempt']}" if row["nextAttempt"] else ""
+    return (
+        f"{when}  {row['state']:<9} {row['type']:<19} room={_shown(row['roomID'])}"
+        f" event={row['eventID']} endpoint={row['endpoint']}"
+        f" attempts={row['attempts']}{status}{error}{after}"
+    )
