@@ -38,8 +38,9 @@ logger = logging.getLogger(__name__)
 CLAIM_BATCH = 32
 #: events fanned out per pass
 FAN_OUT_BATCH = 256
-#: how long a claim outlives the request's timeout (ms), before another node may take it
-CLAIM_MARGIN_MS = 30_000
+#: a claim lasts this many times the request's timeout: then another node (or this one after
+#: a restart) may send the delivery again
+CLAIM_TIMEOUTS = 2
 #: the longest error message kept in the delivery log
 MAX_ERROR_CHARS = 300
 
@@ -107,7 +108,7 @@ class WebhookDispatcher:
         claimed = await self.store.claim_webhook_deliveries(
             self.node_id,
             now,
-            lease_ms=self.settings.webhook_timeout_ms + CLAIM_MARGIN_MS,
+            lease_ms=CLAIM_TIMEOUTS * self.settings.webhook_timeout_ms,
             limit=CLAIM_BATCH,
         )
         await asyncio.gather(*(self._deliver(delivery) for delivery in claimed))
