@@ -134,3 +134,19 @@ async def test_a_failed_commit_stores_none_of_its_events(store: AnyStore, faults
         await store.commit("r", RoomWrites(version=1, outbox=[event("msg_1")]))
     assert isinstance(raised.value, InjectedFault) or "injected" in str(raised.value)
     assert (await store.webhook_outbox_stats()).depth == 0
+
+
+async def test_purge_forgets_old_deliveries_done_and_their_events(store: AnyStore) -> None:
+    await store.add_webhook_endpoint(endpoint("ep_1", "room.changed"))
+    await store.commit("r", RoomWrites(outbox=[event("msg_old", at_ms=100)]))
+    await store.commit("r", RoomWrites(outbox=[event("msg_pending", at_ms=100)]))
+    await store.commit("r", RoomWrites(outbox=[event("msg_new", at_ms=900)]))
+    await store.fan_out_webhook_events(1000, limit=10)
+    await store.claim_webhook_deliveries("n1", 1000, lease_ms=1000, limit=10)
+    for event_id in ("msg_old", "msg_new"):
+        done = DeliveryOutcome(event_id, "ep_1", "delivered", 1000, 200, "", 1000)
+        assert await store.finish_webhook_delivery("n1", done)
+    assert await store.purge_webhook_log(500) == 1
+    log = await store.list_webhook_deliveries(limit=10)
+    assert sorted(d.event_id for d in log) == ["msg_new", "msg_pending"]
+    assert await store.purge_webhook_log(500) == 0

@@ -107,6 +107,12 @@ class WebhookSettings:
         panel=Panel.WEBHOOKS,
         minimum=1,
     )
+    webhook_log_retention_ms: int = setting(
+        7 * 24 * 3_600_000,
+        "How long the delivery log keeps a delivered or failed webhook delivery (ms).",
+        panel=Panel.WEBHOOKS,
+        minimum=1,
+    )
 
 
 class MetricsAccess(StrEnum):

@@ -162,3 +162,18 @@ class MemoryWebhooks:
         waiting = [e.event.created_ms for e in self._events.values() if not e.fanned_out]
         waiting += [d.created_ms for d in self._deliveries.values() if d.state == "pending"]
         return w.OutboxStats(len(waiting), min(waiting) if waiting else None)
+
+    async def purge_webhook_log(self, before_ms: int) -> int:
+        self._check_open()
+        done = [
+            key
+            for key, d in self._deliveries.items()
+            if d.state != "pending" and d.created_ms < before_ms
+        ]
+        for key in done:
+            del self._deliveries[key]
+        kept = {event_id for event_id, _ in self._deliveries}
+        for event_id, stored in list(self._events.items()):
+            if stored.fanned_out and stored.event.created_ms < before_ms and event_id not in kept:
+                del self._events[event_id]
+        return len(done)

@@ -34,6 +34,8 @@ class WebhookStatements:
     deliveries: str
     deliveries_of: str
     stats: str
+    purge_deliveries: str
+    purge_events: str
 
     @classmethod
     def for_schema(cls, s: str) -> WebhookStatements:
@@ -102,6 +104,14 @@ class WebhookStatements:
                 f" + (SELECT count(*) FROM {s}.webhook_deliveries WHERE state = 'pending'),"
                 f" least((SELECT min(created_ms) FROM {s}.webhook_events WHERE NOT fanned_out),"
                 f" (SELECT min(created_ms) FROM {s}.webhook_deliveries WHERE state = 'pending'))"
+            ),
+            purge_deliveries=(
+                f"DELETE FROM {s}.webhook_deliveries WHERE state <> 'pending' AND created_ms < $1"
+            ),
+            purge_events=(
+                f"DELETE FROM {s}.webhook_events e WHERE fanned_out AND created_ms < $1"
+                f" AND NOT EXISTS (SELECT FROM {s}.webhook_deliveries d"
+                " WHERE d.event_id = e.event_id)"
             ),
         )
 
@@ -216,3 +226,13 @@ class PostgresWebhooks:
 
         stats: w.OutboxStats = await self._call(run, "read the webhook outbox")
         return stats
+
+    async def purge_webhook_log(self, before_ms: int) -> int:
+        async def run(conn: Connection) -> int:
+            async with conn.transaction():
+                status = await conn.execute(self._hooks.purge_deliveries, before_ms)
+                await conn.execute(self._hooks.purge_events, before_ms)
+                return int(status.rsplit(" ", 1)[1])
+
+        purged: int = await self._call(run, "purge the webhook log")
+        return purged

@@ -120,6 +120,18 @@ def _stats(conn: sqlite3.Connection) -> w.OutboxStats:
     return w.OutboxStats(events[0] + deliveries[0], min(oldest) if oldest else None)
 
 
+def _purge(conn: sqlite3.Connection, before_ms: int) -> int:
+    done = conn.execute(
+        "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_ms < ?", (before_ms,)
+    ).rowcount
+    conn.execute(
+        "DELETE FROM webhook_events WHERE fanned_out = 1 AND created_ms < ? AND NOT EXISTS"
+        " (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.event_id)",
+        (before_ms,),
+    )
+    return done
+
+
 class SQLiteWebhooks:
     """``WebhookStore`` for ``SQLiteStore``, which provides ``_call``."""
 
@@ -191,3 +203,9 @@ class SQLiteWebhooks:
     async def webhook_outbox_stats(self) -> w.OutboxStats:
         stats: w.OutboxStats = await self._call(_stats, "read the webhook outbox")
         return stats
+
+    async def purge_webhook_log(self, before_ms: int) -> int:
+        purged: int = await self._call(
+            lambda conn: _purge(conn, before_ms), "purge the webhook log", write=True
+        )
+        return purged

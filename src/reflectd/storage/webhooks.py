@@ -135,6 +135,10 @@ class WebhookStore(Protocol):
 
     async def webhook_outbox_stats(self) -> OutboxStats: ...
 
+    async def purge_webhook_log(self, before_ms: int) -> int:
+        """Forget the deliveries done (delivered or failed) made before ``before_ms``, and the
+        events left without deliveries; returns how many deliveries."""
+
 
 # ---------------------------------------------------------------------------- rows
 

@@ -43,6 +43,8 @@ FAN_OUT_BATCH = 256
 CLAIM_TIMEOUTS = 2
 #: the longest error message kept in the delivery log
 MAX_ERROR_CHARS = 300
+#: how often a node forgets the deliveries older than ``--webhook-log-retention-ms`` (ms)
+PURGE_INTERVAL_MS = 600_000
 
 
 def retry_delay_ms(attempts: int, *, base_ms: int, max_ms: int) -> int:
@@ -62,6 +64,7 @@ class WebhookDispatcher:
             headers={"user-agent": f"reflectd/{__version__} (webhooks)"},
         )
         self._task: asyncio.Task[None] | None = None
+        self._next_purge_ms = 0
 
     async def start(self) -> None:
         """Learn the subscribed event types (before any room runs), then start delivering."""
@@ -97,6 +100,9 @@ class WebhookDispatcher:
     async def deliver_once(self) -> bool:
         """One pass; True if it sent a full batch (more may wait)."""
         await self._refresh()
+        if now_ms() >= self._next_purge_ms:
+            self._next_purge_ms = now_ms() + PURGE_INTERVAL_MS
+            await self.store.purge_webhook_log(now_ms() - self.settings.webhook_log_retention_ms)
         stats = await self.store.webhook_outbox_stats()
         metrics.WEBHOOK_OUTBOX_DEPTH.set(stats.depth)
         oldest = stats.oldest_created_ms
