@@ -38,6 +38,8 @@ class Received:
 class Receiver:
     def __init__(self) -> None:
         self.received: list[Received] = []
+        #: requests that arrived (answered or still held by ``delay_s``)
+        self.arrived = 0
         #: the status it answers with
         self.status = 204
         #: how long it takes to answer
@@ -79,6 +81,7 @@ class Receiver:
             if not message.get("more_body"):
                 break
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.arrived += 1
         if self.delay_s:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._released.wait(), self.delay_s)

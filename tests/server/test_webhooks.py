@@ -190,18 +190,20 @@ async def test_an_endpoint_that_keeps_failing_is_given_up_after_the_last_attempt
     assert "reflectd_webhook_outbox_depth" in exposition
 
 
-async def test_a_slow_receiver_does_not_delay_pokes(receiver: Receiver) -> None:
+async def test_a_slow_receiver_does_not_delay_pokes(sql_store: Backend, receiver: Receiver) -> None:
     receiver.delay_s = 5
-    async with serve(make_app(), settings(webhook_timeout_ms=10_000)) as harness:
+    async with serve(make_app(), settings(webhook_timeout_ms=10_000), store=sql_store) as harness:
         await subscribe(harness, receiver.url(), "room.changed", "client.connected")
         client = await harness.connect("c1")
         other = await harness.connect("c2")
+        await wait_until(lambda: receiver.arrived >= 2)  # the connects' events: held 5 s
         started = time.monotonic()
         for i in range(20):
             await client.mutate("put", {"key": "a", "value": i})
         elapsed = time.monotonic() - started
         await other.sync_until(lambda c: c.data.get("a") == 19)
         assert receiver.received == []  # every delivery is still held by the receiver
+        assert receiver.arrived >= 3  # room.changed deliveries were sent meanwhile
     assert elapsed < 2, f"20 mutations took {elapsed:.2f} s behind a 5 s receiver"
 
 

@@ -5,7 +5,8 @@ Each pass (every ``--webhook-poll-ms``, or at once when this node committed even
 1. re-read the endpoints, so that the rooms know which event types have subscribers;
 2. read the outbox's depth (metrics); if nothing waits, stop here;
 3. fan out the due events, claim due deliveries (leased to this node: other nodes skip them),
-   and send them concurrently, each signed as Standard Webhooks, each with its own timeout;
+   and send each in a task of its own (at most ``MAX_IN_FLIGHT`` at once), signed as Standard
+   Webhooks, with its own timeout: a slow receiver holds only its own deliveries;
 4. record each attempt: delivered (2xx), or retried after a backoff that doubles, or failed
    once ``--webhook-max-attempts`` were made.
 
@@ -34,8 +35,10 @@ from reflectd.storage.webhooks import ClaimedDelivery, DeliveryOutcome
 
 logger = logging.getLogger(__name__)
 
-#: deliveries claimed (and sent concurrently) per pass
+#: deliveries claimed per pass
 CLAIM_BATCH = 32
+#: deliveries under way at once, per node
+MAX_IN_FLIGHT = 128
 #: events fanned out per pass
 FAN_OUT_BATCH = 256
 #: a claim lasts this many times the request's timeout: then another node (or this one after
@@ -64,7 +67,9 @@ class WebhookDispatcher:
             headers={"user-agent": f"reflectd/{__version__} (webhooks)"},
         )
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._next_purge_ms = 0
+        self._next_refresh_ms = 0
 
     async def start(self) -> None:
         """Learn the subscribed event types (before any room runs), then start delivering."""
@@ -74,10 +79,10 @@ class WebhookDispatcher:
     async def close(self) -> None:
         """Stop; deliveries under way are cut short, their claims expire and they are sent
         again later (by another node, or this one after a restart)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        tasks = [*self._in_flight, *([self._task] if self._task is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._client.aclose()
 
     # ----------------------------------------------------------------------- the loop
@@ -98,8 +103,9 @@ class WebhookDispatcher:
                 await asyncio.wait_for(self.events.committed.wait(), poll_s)
 
     async def deliver_once(self) -> bool:
-        """One pass; True if it sent a full batch (more may wait)."""
-        await self._refresh()
+        """One pass; True if it claimed a full batch (more may wait)."""
+        if now_ms() >= self._next_refresh_ms:
+            await self._refresh()
         if now_ms() >= self._next_purge_ms:
             self._next_purge_ms = now_ms() + PURGE_INTERVAL_MS
             await self.store.purge_webhook_log(now_ms() - self.settings.webhook_log_retention_ms)
@@ -111,16 +117,31 @@ class WebhookDispatcher:
             return False
         now = now_ms()
         await self.store.fan_out_webhook_events(now, limit=FAN_OUT_BATCH)
+        room = min(CLAIM_BATCH, MAX_IN_FLIGHT - len(self._in_flight))
+        if room <= 0:
+            return False
         claimed = await self.store.claim_webhook_deliveries(
             self.node_id,
             now,
             lease_ms=CLAIM_TIMEOUTS * self.settings.webhook_timeout_ms,
-            limit=CLAIM_BATCH,
+            limit=room,
         )
-        await asyncio.gather(*(self._deliver(delivery) for delivery in claimed))
+        for delivery in claimed:
+            task = asyncio.create_task(self._deliver(delivery), name="webhook delivery")
+            self._in_flight.add(task)
+            task.add_done_callback(self._delivered)
         return len(claimed) == CLAIM_BATCH
 
+    def _delivered(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            metrics.STORAGE_ERRORS.labels("webhooks").inc()
+            logger.warning("webhook delivery not recorded: %s", task.exception())
+        if len(self._in_flight) == MAX_IN_FLIGHT - 1:
+            self.events.committed.set()  # it was full: look again now
+
     async def _refresh(self) -> None:
+        self._next_refresh_ms = now_ms() + self.settings.webhook_poll_ms
         endpoints = await self.store.list_webhook_endpoints()
         self.events.subscribed = frozenset(t for e in endpoints for t in e.event_types)
 
