@@ -122,19 +122,25 @@ class RoomEvents:
                 events += self._client_events(room, writes, connected, now_ms)
         next_ms, waiting = self._changed_next_ms, self._waiting
         if writes.entries and "room.changed" in types:
-            data = {"version": writes.version if writes.version is not None else room.state.version}
-            if waiting is not None and now_ms < waiting[1]:
-                events.append(self._changed(data, now_ms, waiting[1], replaces=waiting[0]))
-            elif now_ms >= next_ms:
-                events.append(self._changed(data, now_ms, now_ms))
-                next_ms, waiting = now_ms + self.hooks.settings.webhook_changed_interval_ms, None
-            else:
-                event = self._changed(data, now_ms, next_ms)
-                waiting = (event.event_id, next_ms)
-                next_ms += self.hooks.settings.webhook_changed_interval_ms
-                events.append(event)
+            version = writes.version if writes.version is not None else room.state.version
+            event, next_ms, waiting = self._room_changed({"version": version}, now_ms)
+            events.append(event)
         self._staged = (connected, next_ms, waiting)
         return events
+
+    def _room_changed(
+        self, data: dict[str, Any], now_ms: int
+    ) -> tuple[OutboxEvent, int, tuple[str, int] | None]:
+        """The throttled ``room.changed`` of a change at ``now_ms``, with the throttle's next
+        state: (event, no other before this time, the event that waits)."""
+        interval_ms = self.hooks.settings.webhook_changed_interval_ms
+        next_ms, waiting = self._changed_next_ms, self._waiting
+        if waiting is not None and now_ms < waiting[1]:  # one waits: carry the newer version
+            return self._changed(data, now_ms, waiting[1], waiting[0]), next_ms, waiting
+        if now_ms >= next_ms:  # quiet for an interval: at once
+            return self._changed(data, now_ms, now_ms), now_ms + interval_ms, None
+        event = self._changed(data, now_ms, next_ms)  # at the end of the interval
+        return event, next_ms + interval_ms, (event.event_id, next_ms)
 
     def committed(self) -> None:
         if self._staged is not None:
