@@ -38,8 +38,7 @@ MAX_LIMIT = 10_000
 
 @_admin_command(webhooks, "add", "db")
 def webhooks_add(options: Shared, url: str, event: EventOpt, create: CreateOpt = False) -> None:
-    """Add an endpoint that receives the events given; its signing secret is printed once,
-    alone on the last line of standard output."""
+    """Add an endpoint for the events given; its signing secret is the last line printed."""
     try:
         parse_url(url)
     except ValueError as e:
@@ -110,8 +109,7 @@ def webhooks_deliveries(
         int, typer.Option(min=1, max=MAX_LIMIT, help="At most this many, newest first.")
     ] = 50,
 ) -> None:
-    """The delivery log: each event sent to each endpoint, its state, attempts, last HTTP
-    status and error, newest first."""
+    """The delivery log, newest first: state, attempts, last status and error of each."""
 
     async def work(store: Backend) -> Any:
         return await store.list_webhook_deliveries(endpoint_id=endpoint, limit=limit)

@@ -68,8 +68,8 @@ class WebhookSettings:
 
     webhook_changed_interval_ms: int = setting(
         1000,
-        "Most one `room.changed` webhook event per room in this interval (ms); it carries the "
-        "room's latest version.",
+        "At most one `room.changed` webhook event per room in this interval (ms); it carries "
+        "the room's latest version.",
         panel=Panel.WEBHOOKS,
         minimum=0,
         doc="See [backend.md](backend.md#webhooks).",
