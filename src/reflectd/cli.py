@@ -27,6 +27,7 @@ from reflectd.cli_settings import (
     settings_from_options,
 )
 from reflectd.cli_tail import tail
+from reflectd.cli_webhooks import webhooks
 from reflectd.js import JsRuntime
 from reflectd.loader import AppLoadError, load_app
 from reflectd.logs import LOG_LEVELS, LogFormat, configure_logging
@@ -174,6 +175,7 @@ cli.add_typer(keys, name="keys")
 cli.add_typer(rooms, name="rooms")
 cli.add_typer(connections, name="connections")
 cli.command()(backup)
+cli.add_typer(webhooks, name="webhooks")
 admin_command(cli, "tail", *REST, "as_json")(tail)
 
 

@@ -126,11 +126,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _tell(message: str) -> None:
+def tell(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _run_on_store(db: str, work: Any, *, create: bool | None = None) -> Any:
+def run_on_store(db: str, work: Any, *, create: bool | None = None) -> Any:
     """``work(store)`` on the database at ``db``, which must exist unless ``create`` (None:
     the command has no ``--create``); a database that cannot be opened is one line of error,
     not a traceback."""
@@ -151,7 +151,7 @@ def _run_on_store(db: str, work: Any, *, create: bool | None = None) -> Any:
         fail(str(e))
 
 
-def _shown(name: str) -> str:
+def shown(name: str) -> str:
     """A key name as printed: control and format characters escaped, so that a name made
     before they were refused cannot drive the terminal."""
     return "".join(
@@ -184,9 +184,9 @@ def keys_create(
     async def work(store: Backend) -> bool:
         return await store.create_api_key(record)
 
-    if not _run_on_store(options.db, work, create=create):
+    if not run_on_store(options.db, work, create=create):
         fail(f"a key named {name!r} exists already")
-    _tell(
+    tell(
         f"Created API key {name!r} with {', '.join(record.permissions)}. "
         "Store its value now: it cannot be shown again."
     )
@@ -200,13 +200,13 @@ def keys_list(options: Shared) -> None:
     async def work(store: Backend) -> Any:
         return await store.list_api_keys()
 
-    records = _run_on_store(options.db, work)
+    records = run_on_store(options.db, work)
     rows = [
         {
             "name": r.name,
             "permissions": list(r.permissions),
-            "created": _time(r.created_ms),
-            "lastUsed": None if r.last_used_ms is None else _time(r.last_used_ms),
+            "created": utc_time(r.created_ms),
+            "lastUsed": None if r.last_used_ms is None else utc_time(r.last_used_ms),
         }
         for r in records
     ]
@@ -216,7 +216,7 @@ def keys_list(options: Shared) -> None:
     table = Table("name", "permissions", "created", "last used")
     for row in rows:
         table.add_row(
-            Text(_shown(row["name"])),
+            Text(shown(row["name"])),
             " ".join(row["permissions"]),
             row["created"],
             row["lastUsed"] or "never",
@@ -232,9 +232,9 @@ def keys_edit(options: Shared, name: str, permission: PermissionOpt) -> None:
     async def work(store: Backend) -> bool:
         return await store.set_api_key_permissions(name, permissions)
 
-    if not _run_on_store(options.db, work):
-        fail(f"no key named {_shown(name)!r}")
-    _tell(f"API key {_shown(name)!r} now has {', '.join(permissions)}.")
+    if not run_on_store(options.db, work):
+        fail(f"no key named {shown(name)!r}")
+    tell(f"API key {shown(name)!r} now has {', '.join(permissions)}.")
 
 
 @admin_command(keys, "delete", "db")
@@ -244,12 +244,12 @@ def keys_delete(options: Shared, name: str) -> None:
     async def work(store: Backend) -> bool:
         return await store.delete_api_key(name)
 
-    if not _run_on_store(options.db, work):
-        fail(f"no key named {_shown(name)!r}")
-    _tell(f"API key {_shown(name)!r} deleted.")
+    if not run_on_store(options.db, work):
+        fail(f"no key named {shown(name)!r}")
+    tell(f"API key {shown(name)!r} deleted.")
 
 
-def _time(ms: int | None) -> str:
+def utc_time(ms: int | None) -> str:
     if ms is None:
         return ""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -335,7 +335,7 @@ def rooms_list(
         return
     table = Table("roomID", "jurisdiction", "status", "created")
     for room in result["results"]:
-        created = _time(room.get("createdMs"))
+        created = utc_time(room.get("createdMs"))
         table.add_row(room["roomID"], room["jurisdiction"], room["status"], created)
     Console().print(table)
     if result["more"]:

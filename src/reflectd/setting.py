@@ -27,6 +27,7 @@ class Panel(StrEnum):
     LIMITS = "Limits"
     TIMINGS = "Timings and threads"
     CLUSTER = "Several nodes (PostgreSQL)"
+    WEBHOOKS = "Webhooks"
     JS = "Server modules (JS runtime)"
 
 

@@ -14,7 +14,7 @@ from reflectd.cli import cli
 from reflectd.cli_settings import ProcessSettings, Settings, _declared, rewrite_docs
 from reflectd.engine.handlers import EngineSettings
 from reflectd.js import JsLimits
-from reflectd.server.settings import Limits, ServerSettings
+from reflectd.server.settings import Limits, ServerSettings, WebhookSettings
 from reflectd.setting import setting_info
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "server.md"
@@ -47,7 +47,7 @@ def test_the_settings_tables_of_the_docs_are_those_the_declarations_make() -> No
 
 
 @pytest.mark.parametrize(
-    "settings", [ProcessSettings, ServerSettings, Limits, EngineSettings, JsLimits]
+    "settings", [ProcessSettings, ServerSettings, Limits, WebhookSettings, EngineSettings, JsLimits]
 )
 def test_every_field_of_a_settings_dataclass_is_a_declared_setting(settings: type) -> None:
     for f in fields(settings):

@@ -153,7 +153,8 @@ async def test_open_creates_the_schema_and_records_its_version(pg_schema: str) -
         )
     assert [row[0] for row in tables] == sorted([*TABLES, "schema_version"])
     assert {row[1] for row in collations} == {"C"}
-    assert len(collations) == len(TABLES) - 2  # all but api_keys and cluster_secret
+    # all but api_keys, cluster_secret, webhook_endpoints and webhook_deliveries
+    assert len(collations) == len(TABLES) - 4
 
 
 async def test_an_existing_empty_schema_is_migrated(pg_schema: str) -> None:

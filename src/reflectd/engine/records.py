@@ -73,6 +73,26 @@ class RememberedCall(msgspec.Struct, frozen=True):
     at_ms: int
 
 
+class OutboxEvent(msgspec.Struct, frozen=True):
+    """A webhook event, committed with the writes that caused it (the outbox) and delivered
+    later by the server. The engine never makes one: the server adds them to a round's writes.
+
+    ``payload`` is the JSON body as it will be sent. ``replaces`` names an earlier event of the
+    same room whose delivery has not started: that event takes this one's payload instead (a
+    throttled ``room.changed`` carries the latest version); when it has started, this one is
+    stored as a new event.
+    """
+
+    event_id: str
+    type: str
+    room_id: str
+    payload: bytes
+    created_ms: int
+    #: not delivered before this time (ms since the epoch)
+    deliver_after_ms: int
+    replaces: str | None = None
+
+
 @dataclass(slots=True)
 class RoomWrites:
     """The writes of one turn (or one connect), committed atomically by a backend.
@@ -91,6 +111,8 @@ class RoomWrites:
     #: server-side mutations to remember by idempotency key (inserted; a key that is stored
     #: already fails the commit)
     remembered: dict[str, RememberedCall] = field(default_factory=dict)
+    #: webhook events committed with these writes (the server adds them)
+    outbox: list[OutboxEvent] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return (
@@ -100,4 +122,5 @@ class RoomWrites:
             and not self.deleted_clients
             and not self.entries
             and not self.remembered
+            and not self.outbox
         )

@@ -44,6 +44,7 @@ from reflectd.logs import log_context
 from reflectd.server import metrics
 from reflectd.server.errors import send_error_frame
 from reflectd.server.sockets import ClientSocket
+from reflectd.server.webhooks import RoomEvents
 from reflectd.storage.base import Backend
 from reflectd.storage.leases import Lease, commit_as_owner
 
@@ -73,6 +74,7 @@ class RoomActor:
         idle_unload_ms: int,
         on_stop: Callable[[RoomActor], None],
         lease: Lease | None = None,
+        events: RoomEvents | None = None,
     ) -> None:
         self.room = room
         self.room_id = room.room_id
@@ -91,6 +93,8 @@ class RoomActor:
         self.lease_lost = False
         #: (monotonic seconds) until when the lease is surely still ours
         self.lease_valid_until = time.monotonic()
+        #: the webhook events of the room's rounds, committed with them
+        self.events = events
         # its own log context: the room's lines carry its room_id, not the first client's
         self._task = asyncio.create_task(
             self._run(), name=f"room {room.room_id}", context=log_context(room_id=room.room_id)
@@ -192,13 +196,20 @@ class RoomActor:
         metrics.turn_ran(time.perf_counter() - started, self.room.take_mutation_outcomes())
 
     async def _commit_and_deliver(self) -> None:
-        """Commit what the engine wrote, then (only then) send what it queued."""
+        """Commit what the engine wrote (with the webhook events it causes), then (only then)
+        send what it queued."""
         writes = self.room.take_writes()
         effects = self.room.take_effects()
+        if self.events is not None:
+            writes.outbox += self.events.round_events(self.room, writes, now_ms())
         if not writes.is_empty():
             started = time.perf_counter()
             await commit_as_owner(self.store, self.room_id, writes, lease=self.lease)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        if self.events is not None:
+            self.events.committed()
+            if writes.outbox:
+                self.events.hooks.outbox_written(writes.outbox)
         self._deliver(effects)
 
     # ----------------------------------------------------------------------- replay

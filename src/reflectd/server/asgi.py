@@ -44,6 +44,7 @@ from reflectd.server.rest.throttle import FailedAuthThrottle
 from reflectd.server.rooms import RoomRegistry
 from reflectd.server.settings import MetricsAccess, ServerSettings
 from reflectd.server.sync import SyncEndpoints, bad_version, is_version_segment
+from reflectd.server.webhooks import WebhookDispatcher, WebhookEvents
 from reflectd.storage import Backend, open_store
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class ReflectServer:
         self.rest: RestApi | None = None
         #: this node's end of the control bus, when it shares its store with other nodes
         self.control: ClusterControl | None = None
+        #: delivers the webhook outbox
+        self.webhooks: WebhookDispatcher | None = None
         #: this node's name in room leases
         self.node_id = settings.node_id or os.urandom(6).hex()
         self._shutdown_started = False
@@ -132,7 +135,16 @@ class ReflectServer:
             store = self._given_store
             await store.open()
         logging.getLogger().addHandler(self.log_tail)
-        self.registry = RoomRegistry(store, self.app, self.settings, node_id=self.node_id)
+        events = WebhookEvents(self.settings.webhooks)
+        self.webhooks = WebhookDispatcher(store, events, node_id=self.node_id)
+        try:
+            await self.webhooks.start()
+        except BaseException:
+            await self.webhooks.close()
+            raise
+        self.registry = RoomRegistry(
+            store, self.app, self.settings, node_id=self.node_id, webhooks=events
+        )
         cluster = self.registry.leases
         peers = PeerAuth(await cluster.cluster_secret() if cluster else None, self.node_id)
         self.sync = SyncEndpoints(self.app, self.registry, self.settings, peers=peers)
@@ -184,6 +196,8 @@ class ReflectServer:
             await asyncio.wait(writers, timeout=5)
         if self.control is not None:
             await self.control.close()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         await self.registry.store.close()
         logger.info("reflectd stopped")
         logging.getLogger().removeHandler(self.log_tail)

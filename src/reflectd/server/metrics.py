@@ -127,7 +127,7 @@ REST_REQUESTS = Counter(
 STORAGE_ERRORS = Counter(
     "reflectd_storage_errors",
     "Storage operations that failed: operation=commit (a round's commit; it is replayed), "
-    "lease_renewal, readiness_check.",
+    "lease_renewal, readiness_check, webhooks (the webhook dispatcher's; it tries again).",
     ["operation"],
     registry=REGISTRY,
 )
@@ -141,6 +141,40 @@ LEASE_LOSSES = Counter(
     "Room leases this node lost: reason=taken (another node holds it), expired (not "
     "renewed in time), fenced (a commit found it gone).",
     ["reason"],
+    registry=REGISTRY,
+)
+
+# ---------------------------------------------------------------------------- webhooks
+
+WEBHOOK_EVENTS = Counter(
+    "reflectd_webhook_events",
+    "Webhook events this node committed to the outbox (only types some endpoint subscribes "
+    "to), by type.",
+    ["type"],
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "reflectd_webhook_deliveries",
+    "Webhook delivery attempts this node made, by outcome: delivered (a 2xx answer), retrying "
+    "(failed, tried again later), failed (failed for the last time).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "reflectd_webhook_delivery_duration_seconds",
+    "How long webhook receivers took to answer (or the attempt to fail).",
+    buckets=DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+WEBHOOK_OUTBOX_DEPTH = Gauge(
+    "reflectd_webhook_outbox_depth",
+    "Webhook deliveries waiting in the outbox (in the whole database), as this node last read "
+    "it: events not yet due or fanned out, and pending deliveries.",
+    registry=REGISTRY,
+)
+WEBHOOK_OUTBOX_AGE = Gauge(
+    "reflectd_webhook_outbox_oldest_age_seconds",
+    "Age of the oldest webhook event still waiting to be delivered (0 when none waits).",
     registry=REGISTRY,
 )
 
@@ -282,6 +316,8 @@ _LABEL_NAMES: dict[str, tuple[str, ...]] = {
         REST_REQUESTS,
         STORAGE_ERRORS,
         LEASE_LOSSES,
+        WEBHOOK_EVENTS,
+        WEBHOOK_DELIVERIES,
     )
 }
 

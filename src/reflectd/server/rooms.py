@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from reflectd.app import App
 from reflectd.clock import now_ms
-from reflectd.engine.records import RoomRecord
+from reflectd.engine.records import RoomRecord, RoomStatus
 from reflectd.engine.room import Room
 from reflectd.errors import LeaseLost, NotOwner, RoomClosed, RoomNotFound, RoomUnavailable
 from reflectd.logs import log_context
@@ -27,8 +27,10 @@ from reflectd.server import metrics
 from reflectd.server.actor import RoomActor
 from reflectd.server.settings import ServerSettings
 from reflectd.server.sockets import ClientSocket
+from reflectd.server.webhooks import WebhookEvents
 from reflectd.storage.base import Backend
 from reflectd.storage.leases import ClusterStore, Lease, commit_as_owner
+from reflectd.storage.webhooks import EventType
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +39,17 @@ class RoomRegistry:
     """Finds or loads the actor of a room; one actor per live room in this process."""
 
     def __init__(
-        self, store: Backend, app: App, settings: ServerSettings, *, node_id: str = ""
+        self,
+        store: Backend,
+        app: App,
+        settings: ServerSettings,
+        *,
+        node_id: str = "",
+        webhooks: WebhookEvents | None = None,
     ) -> None:
         self.store = store
+        #: the webhook events of this process (none are made while nobody subscribes)
+        self.webhooks = webhooks or WebhookEvents(settings.webhooks)
         self.app = app
         self.settings = settings
         self.node_id = node_id or settings.node_id
@@ -100,6 +110,7 @@ class RoomRegistry:
             idle_unload_ms=self.settings.room_idle_unload_ms,
             on_stop=self._forget,
             lease=lease,
+            events=self.webhooks.for_room(room),
         )
         actor.lease_valid_until = acquired_at + self.settings.lease_ms / 1000
         self.actors[room_id] = actor
@@ -246,12 +257,17 @@ class RoomRegistry:
             record = RoomRecord(
                 room_id=room_id, jurisdiction="eu" if jurisdiction else "", created_ms=now_ms()
             )
-            return await self.store.create_room(record)
+            data = {"jurisdiction": record.jurisdiction}
+            events = self.webhooks.room_events("room.created", room_id, data, now_ms=now_ms())
+            created = await self.store.create_room(record, events=events)
+            if created and events:
+                self.webhooks.outbox_written(events)
+            return created
 
     async def delete_room(self, room_id: str) -> None:
         """Mark the room deleted (no new connects), close its sockets, drop it from memory and
         delete its data; the record stays, so the roomID is never reused."""
-        await self.store.set_room_status(room_id, "deleted")
+        await self.set_room_status(room_id, "deleted")
         await self.drop_room(room_id)
         lease = await self._take_for_delete(room_id)
         try:
@@ -259,6 +275,14 @@ class RoomRegistry:
         finally:
             if lease is not None:
                 await self._release(lease)
+
+    async def set_room_status(self, room_id: str, status: RoomStatus) -> None:
+        """Set the room's status, with its webhook event (``room.closed``, ``room.deleted``)."""
+        type: EventType = "room.closed" if status == "closed" else "room.deleted"
+        events = self.webhooks.room_events(type, room_id, {}, now_ms=now_ms())
+        await self.store.set_room_status(room_id, status, events=events)
+        if events:
+            self.webhooks.outbox_written(events)
 
     async def drop_room(self, room_id: str) -> None:
         """Close the room's sockets and stop its actor (the round in progress finishes)."""

@@ -62,6 +62,59 @@ class Limits:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """How webhook events are throttled and delivered (``reflectd webhooks``)."""
+
+    webhook_changed_interval_ms: int = setting(
+        1000,
+        "At most one `room.changed` webhook event per room in this interval (ms); it carries "
+        "the room's latest version.",
+        panel=Panel.WEBHOOKS,
+        minimum=0,
+        doc="See [backend.md](backend.md#webhooks).",
+    )
+    webhook_poll_ms: int = setting(
+        1000,
+        "How often a node looks for webhook deliveries that are due and re-reads the endpoints "
+        "(ms); a node delivers its own rooms' events at once.",
+        panel=Panel.WEBHOOKS,
+        minimum=10,
+    )
+    webhook_timeout_ms: int = setting(
+        10_000,
+        "How long a webhook receiver may take to answer one delivery (ms); then the attempt "
+        "failed.",
+        panel=Panel.WEBHOOKS,
+        minimum=1,
+    )
+    webhook_max_attempts: int = setting(
+        15,
+        "Attempts to deliver one webhook event before it is marked failed.",
+        panel=Panel.WEBHOOKS,
+        minimum=1,
+    )
+    webhook_retry_base_ms: int = setting(
+        2000,
+        "The wait before the first retry of a failed webhook delivery (ms); it doubles at each "
+        "retry.",
+        panel=Panel.WEBHOOKS,
+        minimum=1,
+    )
+    webhook_retry_max_ms: int = setting(
+        3_600_000,
+        "The longest wait between two attempts of a webhook delivery (ms).",
+        panel=Panel.WEBHOOKS,
+        minimum=1,
+    )
+    webhook_log_retention_ms: int = setting(
+        7 * 24 * 3_600_000,
+        "How long the delivery log keeps a delivered or failed webhook delivery (ms).",
+        panel=Panel.WEBHOOKS,
+        minimum=1,
+    )
+
+
 class MetricsAccess(StrEnum):
     """Who may read ``GET /metrics``."""
 
@@ -80,6 +133,7 @@ class ServerSettings:
         doc="See [storage.md](storage.md).",
     )
     limits: Limits = field(default_factory=Limits)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     app_id: str = setting(
         "default",

@@ -11,23 +11,26 @@ client's ``connected``) only after it returns.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 import msgspec
 
 from reflectd.engine.records import (
+    OutboxEvent,
     RememberedCall,
     RoomRecord,
     RoomSnapshot,
     RoomStatus,
     RoomWrites,
 )
+from reflectd.storage.webhooks import WebhookStore
 
 if TYPE_CHECKING:
     from reflectd.storage.leases import ClusterStore
 
 #: the schema version this code writes; backends migrate older stores up to it on open
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class Store(Protocol):
@@ -43,12 +46,14 @@ class Store(Protocol):
 
     async def get_room(self, room_id: str) -> RoomRecord | None: ...
 
-    async def create_room(self, record: RoomRecord) -> bool:
-        """Insert ``record``; return False (and change nothing) if the roomID exists in any
-        status, deleted included."""
+    async def create_room(self, record: RoomRecord, *, events: Sequence[OutboxEvent] = ()) -> bool:
+        """Insert ``record``, and ``events`` with it; return False (and change nothing) if the
+        roomID exists in any status, deleted included."""
 
-    async def set_room_status(self, room_id: str, status: RoomStatus) -> None:
-        """Set the status of an existing room."""
+    async def set_room_status(
+        self, room_id: str, status: RoomStatus, *, events: Sequence[OutboxEvent] = ()
+    ) -> None:
+        """Set the status of an existing room, storing ``events`` in the same transaction."""
 
     async def list_rooms(
         self, *, start_key: str = "", exclusive: bool = False, limit: int
@@ -131,8 +136,9 @@ class TombstoneReader(Protocol):
         """The room's client tombstones: clientID -> userID of the deleted record."""
 
 
-class Backend(Store, KeyStore, Protocol):
-    """What a storage backend implements: room data, the rooms index and API keys, and says
+class Backend(Store, KeyStore, WebhookStore, Protocol):
+    """What a storage backend implements: room data, the rooms index, API keys and webhooks
+    (``reflectd.storage.webhooks``), and says
     whether several nodes may share it."""
 
     def cluster(self) -> ClusterStore | None:

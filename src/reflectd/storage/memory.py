@@ -7,7 +7,7 @@ commit that fails halfway leaves nothing behind. Nothing survives the process.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,7 @@ from sortedcontainers import SortedDict
 from reflectd.engine.records import (
     ClientRecord,
     Entry,
+    OutboxEvent,
     RememberedCall,
     RoomRecord,
     RoomSnapshot,
@@ -26,6 +27,7 @@ from reflectd.engine.records import (
 )
 from reflectd.errors import StorageError
 from reflectd.storage.base import ApiKeyRecord, Permission
+from reflectd.storage.memory_webhooks import MemoryWebhooks
 from reflectd.storage.rows import FaultHook, no_fault
 
 if TYPE_CHECKING:
@@ -47,7 +49,7 @@ class _RoomData:
 _NO_DATA = _RoomData()
 
 
-class MemoryStore:
+class MemoryStore(MemoryWebhooks):
     """A ``Store`` kept in dicts.
 
     ``fault``, for tests, is called at each step of a commit
@@ -55,6 +57,7 @@ class MemoryStore:
     """
 
     def __init__(self, *, fault: FaultHook | None = None) -> None:
+        super().__init__()
         self._fault = fault or no_fault
         self._is_open = False
         self._is_closed = False
@@ -83,19 +86,23 @@ class MemoryStore:
         record: RoomRecord | None = self._rooms.get(room_id)
         return record
 
-    async def create_room(self, record: RoomRecord) -> bool:
+    async def create_room(self, record: RoomRecord, *, events: Sequence[OutboxEvent] = ()) -> bool:
         self._check_open()
         if record.room_id in self._rooms:
             return False
         self._rooms[record.room_id] = record
+        self.insert_events(events)
         return True
 
-    async def set_room_status(self, room_id: str, status: RoomStatus) -> None:
+    async def set_room_status(
+        self, room_id: str, status: RoomStatus, *, events: Sequence[OutboxEvent] = ()
+    ) -> None:
         """Set the status of an existing room; an unknown roomID changes nothing."""
         self._check_open()
         record: RoomRecord | None = self._rooms.get(room_id)
         if record is not None:
             self._rooms[room_id] = msgspec.structs.replace(record, status=status)
+            self.insert_events(events)
 
     async def list_rooms(
         self, *, start_key: str = "", exclusive: bool = False, limit: int
@@ -163,6 +170,7 @@ class MemoryStore:
                 f"memory store: commit to room {room_id!r} failed: {type(exc).__name__}: {exc}"
             ) from exc
         self._data[room_id] = new
+        self.insert_events(writes.outbox)
 
     async def delete_room_data(self, room_id: str) -> None:
         self._check_open()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
@@ -28,6 +28,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from reflectd.engine.records import (
     ClientRecord,
+    OutboxEvent,
     RememberedCall,
     RoomRecord,
     RoomSnapshot,
@@ -48,6 +49,7 @@ from reflectd.storage.leases import (
 from reflectd.storage.migrations.postgres import migrate, quote_ident, schema_version
 from reflectd.storage.postgres_bus import PostgresControlBus
 from reflectd.storage.postgres_url import PostgresURL
+from reflectd.storage.postgres_webhooks import PostgresWebhooks, WebhookStatements, insert_events
 
 T = TypeVar("T")
 
@@ -84,7 +86,7 @@ class Pool(Protocol):
     def terminate(self) -> None: ...
 
 
-class PostgresStore:
+class PostgresStore(PostgresWebhooks):
     """A ``Store`` in the PostgreSQL database named by ``url`` (``postgresql://`` or
     ``postgres://``, as libpq; ``?schema=NAME`` names the schema, else ``schema``, else
     ``reflectd``).
@@ -117,6 +119,7 @@ class PostgresStore:
         #: whether ``open`` creates a missing schema; else ``DatabaseNotFound``
         self._create = create
         self._sql = _Statements.for_schema(quote_ident(self.schema))
+        self._hooks = WebhookStatements.for_schema(quote_ident(self.schema))
         self._pool: Pool | None = None
         self._state: Literal["new", "opening", "open", "closed"] = "new"
         self._busy = 0
@@ -196,18 +199,27 @@ class PostgresStore:
 
         return await self._call(run, f"get room {room_id!r}")
 
-    async def create_room(self, record: RoomRecord) -> bool:
+    async def create_room(self, record: RoomRecord, *, events: Sequence[OutboxEvent] = ()) -> bool:
         async def run(conn: Connection) -> bool:
-            status = await conn.execute(self._sql.create_room, *rows.room_values(record))
-            return _rowcount(status) == 1
+            async with conn.transaction():
+                status = await conn.execute(self._sql.create_room, *rows.room_values(record))
+                if _rowcount(status) != 1:
+                    return False
+                await insert_events(conn, self._hooks, events)
+                return True
 
         return await self._call(run, f"create room {record.room_id!r}")
 
-    async def set_room_status(self, room_id: str, status: RoomStatus) -> None:
+    async def set_room_status(
+        self, room_id: str, status: RoomStatus, *, events: Sequence[OutboxEvent] = ()
+    ) -> None:
         """Set the status of an existing room; an unknown roomID changes nothing."""
 
         async def run(conn: Connection) -> None:
-            await conn.execute(self._sql.set_room_status, room_id, status)
+            async with conn.transaction():
+                updated = await conn.execute(self._sql.set_room_status, room_id, status)
+                if _rowcount(updated) == 1:
+                    await insert_events(conn, self._hooks, events)
 
         await self._call(run, f"set status of room {room_id!r}")
 
@@ -429,6 +441,8 @@ class PostgresStore:
                 [c.version for _, c in calls],
                 [c.at_ms for _, c in calls],
             )
+        if writes.outbox:
+            await insert_events(conn, self._hooks, writes.outbox)
         self._fault("before_commit")
 
     async def cluster_secret(self) -> bytes:

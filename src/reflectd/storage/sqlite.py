@@ -18,13 +18,14 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from reflectd.engine.records import (
+    OutboxEvent,
     RememberedCall,
     RoomRecord,
     RoomSnapshot,
@@ -35,6 +36,7 @@ from reflectd.errors import DatabaseNotFound, StorageError
 from reflectd.storage import rows
 from reflectd.storage.base import ApiKeyRecord, Permission
 from reflectd.storage.migrations.sqlite import migrate
+from reflectd.storage.sqlite_webhooks import SQLiteWebhooks, insert_events
 
 if TYPE_CHECKING:
     from reflectd.storage.leases import ClusterStore
@@ -53,7 +55,7 @@ class _Job(Generic[T]):
     future: Future[T] = field(default_factory=Future)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteWebhooks):
     """A ``Store`` in the SQLite file ``path`` (created with its parent directories).
 
     ``fault``, for tests, is called on the writer thread at each step of a commit
@@ -112,22 +114,31 @@ class SQLiteStore:
     async def get_room(self, room_id: str) -> RoomRecord | None:
         return await self._call(lambda conn: _get_room(conn, room_id), f"get room {room_id!r}")
 
-    async def create_room(self, record: RoomRecord) -> bool:
+    async def create_room(self, record: RoomRecord, *, events: Sequence[OutboxEvent] = ()) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
                 f"INSERT INTO rooms ({rows.ROOM_COLUMNS}) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT DO NOTHING",
                 rows.room_values(record),
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            insert_events(conn, events)
+            return True
 
         return await self._call(run, f"create room {record.room_id!r}", write=True)
 
-    async def set_room_status(self, room_id: str, status: RoomStatus) -> None:
+    async def set_room_status(
+        self, room_id: str, status: RoomStatus, *, events: Sequence[OutboxEvent] = ()
+    ) -> None:
         """Set the status of an existing room; an unknown roomID changes nothing."""
 
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE rooms SET status = ? WHERE room_id = ?", (status, room_id))
+            cursor = conn.execute(
+                "UPDATE rooms SET status = ? WHERE room_id = ?", (status, room_id)
+            )
+            if cursor.rowcount == 1:
+                insert_events(conn, events)
 
         await self._call(run, f"set status of room {room_id!r}", write=True)
 
@@ -289,6 +300,7 @@ class SQLiteStore:
             " VALUES (?, ?, ?, ?)",
             [(room_id, key, c.version, c.at_ms) for key, c in writes.remembered.items()],
         )
+        insert_events(conn, writes.outbox)
 
     # ------------------------------------------------------------------ the writer thread
 

@@ -189,7 +189,7 @@ class RoomCommands:
         if record.status == "deleted":
             raise ROOM_DELETED.error(room_id=room_id)
         if record.status == "open":
-            await self.store.set_room_status(room_id, "closed")
+            await self.registry.set_room_status(room_id, "closed")
             logger.info("room closed", extra={"room_id": room_id})
         return Empty()
 

@@ -111,10 +111,57 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 4 -> 5: when each room was created (NULL for the rooms made before)
     ("ALTER TABLE {schema}.rooms ADD COLUMN created_ms BIGINT",),
+    # 5 -> 6: webhooks: endpoints, the outbox of events, their deliveries (storage/webhooks.py)
+    (
+        """CREATE TABLE {schema}.webhook_endpoints (
+            endpoint_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+            url TEXT NOT NULL,
+            event_types TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            created_ms BIGINT NOT NULL
+        )""",
+        """CREATE TABLE {schema}.webhook_events (
+            event_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+            type TEXT NOT NULL,
+            room_id TEXT COLLATE "C" NOT NULL,
+            payload BYTEA NOT NULL,
+            created_ms BIGINT NOT NULL,
+            deliver_after_ms BIGINT NOT NULL,
+            fanned_out BOOLEAN NOT NULL DEFAULT FALSE
+        )""",
+        """CREATE INDEX webhook_events_due ON {schema}.webhook_events (deliver_after_ms)
+            WHERE NOT fanned_out""",
+        """CREATE TABLE {schema}.webhook_deliveries (
+            event_id TEXT COLLATE "C" NOT NULL,
+            endpoint_id TEXT COLLATE "C" NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_ms BIGINT NOT NULL,
+            next_attempt_ms BIGINT NOT NULL,
+            claimed_by TEXT NOT NULL DEFAULT '',
+            claimed_until_ms BIGINT NOT NULL DEFAULT 0,
+            last_attempt_ms BIGINT,
+            last_status INTEGER,
+            last_error TEXT,
+            PRIMARY KEY (event_id, endpoint_id)
+        )""",
+        """CREATE INDEX webhook_deliveries_due ON {schema}.webhook_deliveries (next_attempt_ms)
+            WHERE state = 'pending'""",
+        "CREATE INDEX webhook_deliveries_log ON {schema}.webhook_deliveries (created_ms)",
+    ),
 )
 
 #: the tables of the schema, but ``schema_version``
-TABLES = ("rooms", *ROOM_DATA_TABLES, "api_keys", "room_leases", "cluster_secret")
+TABLES = (
+    "rooms",
+    *ROOM_DATA_TABLES,
+    "api_keys",
+    "room_leases",
+    "cluster_secret",
+    "webhook_endpoints",
+    "webhook_events",
+    "webhook_deliveries",
+)
 
 #: the schema version this code writes
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -86,6 +86,42 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 3 -> 4: when each room was created (NULL for the rooms made before)
     ("ALTER TABLE rooms ADD COLUMN created_ms INTEGER",),
+    # 4 -> 5: webhooks: endpoints, the outbox of events, their deliveries (storage/webhooks.py)
+    (
+        """CREATE TABLE webhook_endpoints (
+            endpoint_id TEXT NOT NULL PRIMARY KEY,
+            url TEXT NOT NULL,
+            event_types TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            created_ms INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE webhook_events (
+            event_id TEXT NOT NULL PRIMARY KEY,
+            type TEXT NOT NULL,
+            room_id TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            created_ms INTEGER NOT NULL,
+            deliver_after_ms INTEGER NOT NULL,
+            fanned_out INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID""",
+        "CREATE INDEX webhook_events_due ON webhook_events (fanned_out, deliver_after_ms)",
+        """CREATE TABLE webhook_deliveries (
+            event_id TEXT NOT NULL,
+            endpoint_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_ms INTEGER NOT NULL,
+            next_attempt_ms INTEGER NOT NULL,
+            claimed_by TEXT NOT NULL DEFAULT '',
+            claimed_until_ms INTEGER NOT NULL DEFAULT 0,
+            last_attempt_ms INTEGER,
+            last_status INTEGER,
+            last_error TEXT,
+            PRIMARY KEY (event_id, endpoint_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_ms)",
+        "CREATE INDEX webhook_deliveries_log ON webhook_deliveries (created_ms)",
+    ),
 )
 
 
