@@ -171,15 +171,17 @@ async def test_an_empty_file_is_migrated_to_the_current_schema(db: Path) -> None
 async def test_a_file_from_before_created_times_is_migrated_keeping_its_rooms_without_one(
     db: Path,
 ) -> None:
-    """The last migration adds the rooms' created time."""
+    adds_created = next(
+        i for i, step in enumerate(MIGRATIONS) if any("ADD COLUMN created_ms" in s for s in step)
+    )
     db.parent.mkdir()
     conn = sqlite3.connect(db, isolation_level=None)
-    for step in MIGRATIONS[:-1]:
+    for step in MIGRATIONS[:adds_created]:
         for statement in step:
             conn.execute(statement)
     conn.execute("INSERT INTO rooms VALUES ('old', 'eu', 'closed')")
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    conn.execute(f"PRAGMA user_version = {adds_created}")
     conn.close()
     store = SQLiteStore(db)
     await store.open()
