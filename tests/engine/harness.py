@@ -30,7 +30,7 @@ from reflectd.engine.handlers import (
     RoomStartHandler,
 )
 from reflectd.engine.records import RoomSnapshot, RoomWrites
-from reflectd.engine.room import BeaconOutcome, Close, ConnectRequest, Room, Send
+from reflectd.engine.room import BeaconOutcome, Close, ConnectRequest, Room, Send, SendStream
 from reflectd.engine.transaction import WriteTransaction
 from reflectd.engine.turn import has_work, run_turn
 from reflectd.errors import ErrorKind, ProtocolError
@@ -764,10 +764,11 @@ class RoomDriver:
         """Hand the room's effects to the sockets, as the server does."""
         frames = TurnFrames()
         for effect in self.room.take_effects():
-            if isinstance(effect, Send):
+            if isinstance(effect, Send | SendStream):
                 model = self.sockets.get(effect.connection_id)
                 assert model is not None, f"a frame for closed socket {effect.connection_id}"
-                frames.setdefault(model.client_id, []).append(model.receive(effect.frame))
+                frame = effect.frame if isinstance(effect, Send) else effect.stream.join()
+                frames.setdefault(model.client_id, []).append(model.receive(frame))
             else:
                 assert isinstance(effect, Close)
                 model = self.sockets.pop(effect.connection_id, None)

@@ -49,3 +49,4 @@ class Checkpoint:
         room.queue = list(self.queue)
         room.last_gc_ms = self.last_gc_ms
         room.take_effects()
+        room.streamed_patches.clear()  # they may hold what was just undone

@@ -123,6 +123,7 @@ class SyncEndpoints:
             websocket,
             connection_id=next(self._connection_ids),
             max_buffer_bytes=self.settings.limits.max_send_buffer_bytes,
+            max_stall_ms=self.settings.limits.max_send_stall_ms,
         )
         self.sockets.add(socket)
         metrics.connection_opened()

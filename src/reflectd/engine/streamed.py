@@ -1,0 +1,121 @@
+"""Big fast-forwards, sent in pieces.
+
+A client far behind (a new client of a big room) needs the whole room in one poke: the client
+applies a poke atomically, and its cookie chain allows no partial state, so the poke cannot be
+split into several. Instead its message is sent as one WebSocket message in several frames
+(a text frame and its continuations), written one piece at a time as the socket drains, so
+that a room's size is never mistaken for a slow reader.
+
+``PatchPieces`` is the patch of such a poke for one base cookie and room version: a snapshot of
+the entries (references, not copies), encoded piece by piece when a socket first asks for a
+piece, and shared by every client fast-forwarded from the same base cookie. A client that
+comes a few versions later shares it too: it gets the pieces, then a small poke with what
+changed since (``Turn.fast_forward``). ``PokeStream`` is one client's message: its own head
+(request id, cookies, presence) and tail (the turn's later pokes) around the shared pieces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import msgspec
+from msgspec import Raw
+
+from reflectd.engine.records import Entry
+from reflectd.protocol.messages import DelOp, PutOp
+
+#: a fast-forward of more entries than this is streamed (fewer are, if over ``PIECE_BYTES``)
+STREAM_MIN_ENTRIES = 1024
+#: about how many bytes of patch one piece (one WebSocket frame) holds
+PIECE_BYTES = 256 * 1024
+#: what an encoded op costs besides its key and value (``{"op":"put","key":"","value":}``)
+_OP_OVERHEAD_BYTES = 32
+
+_encoder = msgspec.json.Encoder()
+
+
+def should_stream(items: Sequence[tuple[str, Entry]]) -> bool:
+    """Whether the patch of ``items`` is too big for one frame."""
+    if len(items) > STREAM_MIN_ENTRIES:
+        return True
+    size = sum(len(key) + len(entry.value) + _OP_OVERHEAD_BYTES for key, entry in items)
+    return size > PIECE_BYTES
+
+
+class PatchPieces:
+    """The patch ops of ``items`` (``put`` for live entries, ``del`` for tombstones), as
+    pieces of about ``PIECE_BYTES``, from ``base_cookie`` to ``cookie``.
+
+    Pieces are encoded in order when first asked for, and kept while any stream holds this
+    object, so that clients reading at different speeds share one encoded copy.
+    """
+
+    __slots__ = ("__weakref__", "_items", "_next", "_pieces", "base_cookie", "cookie")
+
+    def __init__(self, items: list[tuple[str, Entry]], *, base_cookie: int | None, cookie: int):
+        self.base_cookie = base_cookie
+        self.cookie = cookie
+        self._items = items
+        self._next = 0
+        self._pieces: list[bytes] = []
+
+    def piece(self, index: int) -> bytes | None:
+        """Piece ``index``: ops separated by commas, the first piece without a leading comma,
+        each later one with it. None past the last."""
+        while len(self._pieces) <= index and self._next < len(self._items):
+            self._pieces.append(self._encode_next(first=not self._pieces))
+        return self._pieces[index] if index < len(self._pieces) else None
+
+    def _encode_next(self, *, first: bool) -> bytes:
+        ops: list[PutOp | DelOp] = []
+        size = 0
+        items, start = self._items, self._next
+        end = start
+        while end < len(items) and size < PIECE_BYTES:
+            key, entry = items[end]
+            ops.append(DelOp(key=key) if entry.deleted else PutOp(key=key, value=Raw(entry.value)))
+            size += len(key) + len(entry.value) + _OP_OVERHEAD_BYTES
+            end += 1
+        self._next = end
+        if end == len(items):
+            self._items = []  # every piece is encoded: the snapshot is no longer needed
+        encoded = _encoder.encode(ops)
+        return encoded[1:-1] if first else b"," + encoded[1:-1]
+
+
+@dataclass(frozen=True, slots=True)
+class PokeStream:
+    """A poke message whose first poke's patch is ``pieces``: ``head``, the pieces, ``tail``."""
+
+    head: bytes
+    pieces: PatchPieces
+    tail: bytes
+
+    def chunks(self) -> Iterator[bytes]:
+        """The message in order: the head, each piece (encoded as it is reached), the tail."""
+        yield self.head
+        index = 0
+        while (piece := self.pieces.piece(index)) is not None:
+            yield piece
+            index += 1
+        yield self.tail
+
+    def join(self) -> bytes:
+        """The whole message at once (for a socket that cannot send it in frames)."""
+        return b"".join(self.chunks())
+
+
+#: the patch a streamed poke is encoded with, before its frame is cut around it
+STREAMED_PATCH = Raw(b"[]")
+_PATCH_KEY = b'"patch":['
+
+
+def split_frame(frame: bytes, pieces: PatchPieces) -> PokeStream:
+    """Cut ``frame``, a poke message whose first poke has the patch ``STREAMED_PATCH``, into
+    a stream with ``pieces`` as that patch.
+
+    The first ``"patch":[`` of the frame is that poke's patch: inside a JSON string every
+    ``"`` is escaped, so those bytes occur only as the key itself."""
+    at = frame.index(_PATCH_KEY) + len(_PATCH_KEY)
+    return PokeStream(head=frame[:at], pieces=pieces, tail=frame[at:])
