@@ -5,21 +5,29 @@ small room while the big one loads.
 1. One client fills a fresh room with ``keys`` keys of ``value_bytes`` (the ``fill`` mutator,
    1,000 keys a mutation, a few in flight).
 2. The server restarts (same storage), so the room is loaded cold.
-3. A probe client in a small room of its own mutates one at a time, throughout.
+3. A probe client in a small room of its own mutates one at a time, throughout (in a process
+   of its own: the joiners' work here must not delay it).
 4. ``joiners`` new clients (no cookie) connect at once to the big room. A joiner has every key
-   when the pokes it received put ``keys`` keys; its join time runs from its connect to then.
+   when the pokes it received put ``keys`` keys; its join time runs from its connect to then
+   (the poke received, not yet applied: what a client then does is the same for both servers).
 5. The server's RSS (children included) is sampled every 50 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from bench.loadgen.client import ProtoClient, close_all, connect_all, now_ms, unique, ws_base
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from bench.loadgen.client import ProtoClient, now_ms, unique, ws_base
 from bench.loadgen.process import rss_kib
 from bench.loadgen.storm import Restart
 from bench.stats import summarize
@@ -49,11 +57,15 @@ async def _fill(base: str, room: str, *, keys: int, value_bytes: int, window: in
 
 
 class _Probe:
-    """A client of a small room mutating one at a time: its confirmation latencies."""
+    """A client of a small room mutating one at a time: its confirmation latencies.
+
+    It runs in a process of its own (``python -m bench.loadgen.bigroom PROBE_URL``), so that
+    the joiners' work in this one does not delay it: it starts mutating at once, and when its
+    stdin closes prints its samples, ``[sent at, latency]`` in monotonic ms, as JSON."""
 
     def __init__(self, base: str) -> None:
         self.client = ProtoClient(base, unique("probe-"), user_id="probe")
-        self.samples: list[tuple[float, float]] = []  # (sent at, latency) in ms
+        self.samples: list[tuple[float, float]] = []
         self.stopping = False
 
     async def run(self) -> None:
@@ -66,6 +78,70 @@ class _Probe:
                 await c.confirmed_event.wait()
             self.samples.append((t0, now_ms() - t0))
             await asyncio.sleep(0.01)
+
+    @staticmethod
+    async def main(url: str) -> None:
+        probe = _Probe(ws_base(url))
+        await probe.client.connect()
+        task = asyncio.create_task(probe.run())
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.read)
+        probe.stopping = True
+        await task
+        await probe.client.close()
+        print(json.dumps(probe.samples), flush=True)
+
+    @staticmethod
+    async def start(url: str) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.loadgen.bigroom", url,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+        assert process.stdout is not None
+        if (await process.stdout.readline()).strip() != b"ready":
+            raise RuntimeError("the probe did not start")
+        return process
+
+    @staticmethod
+    async def samples(process: asyncio.subprocess.Process) -> list[tuple[float, float]]:
+        out, _ = await process.communicate(b"")
+        return [(sent, latency) for sent, latency in json.loads(out)]
+
+
+class _Joiner:
+    """A new client (no cookie) that joins the big room and counts the keys put in its pokes.
+
+    It reads the frames as bytes and counts ``"op":"put"`` in them without decoding the JSON:
+    the load generator shares the machine's cores with the server, and decoding ten copies of
+    a 55 MB room would measure the load generator (every value is a string of ``x``)."""
+
+    def __init__(self, base: str, room: str, *, keys: int) -> None:
+        self.client = ProtoClient(base, room, user_id=unique("j"))
+        self.keys = keys
+        self.complete_at: float | None = None
+        self.failed = False
+        self.errors: list[str] = []
+
+    async def join(self, limit_s: float) -> None:
+        try:
+            async with ws_connect(
+                self.client.url(), compression=None, max_size=None, ping_interval=None
+            ) as ws:
+                await asyncio.wait_for(self._read(ws), limit_s)
+        except (OSError, TimeoutError, websockets.WebSocketException) as e:
+            self.failed = True
+            self.errors.append(f"{type(e).__name__}: {e}")
+
+    async def _read(self, ws: ClientConnection) -> None:
+        puts = 0
+        while puts < self.keys:
+            frame = await ws.recv(decode=False)
+            if frame.startswith(b'["poke"'):
+                puts += frame.count(b'"op":"put"')
+            elif frame.startswith(b'["error"'):
+                self.errors.append(frame[:300].decode(errors="replace"))
+        self.complete_at = now_ms()
 
 
 async def _sample_rss(pid: Callable[[], int | None], into: list[int], stop: asyncio.Event) -> None:
@@ -93,9 +169,7 @@ async def big_room_workload(
     if restart is not None:
         await restart.stop()
         await restart.start()
-    probe = _Probe(base)
-    await probe.client.connect()
-    probe_task = asyncio.create_task(probe.run())
+    probe = await _Probe.start(url)
     await asyncio.sleep(0.5)  # the probe's own room is warm before the join
     rss: list[int] = []
     stop_sampling = asyncio.Event()
@@ -103,40 +177,23 @@ async def big_room_workload(
     await asyncio.sleep(0.1)
     rss_before = rss[-1] if rss else None
 
-    received: dict[str, int] = {}
-    complete_at: dict[str, float] = {}
-    all_keys = asyncio.Event()
-
-    def on_poke(c: ProtoClient, body: dict[str, Any], t: float) -> None:
-        puts = sum(op["op"] == "put" for poke in body["pokes"] for op in poke["patch"])
-        received[c.client_id] = received.get(c.client_id, 0) + puts
-        if received[c.client_id] >= keys and c.client_id not in complete_at:
-            complete_at[c.client_id] = t
-            if len(complete_at) == joiners:
-                all_keys.set()
-
-    clients = [ProtoClient(base, room, user_id=f"j{i}", on_poke=on_poke) for i in range(joiners)]
+    joined = [_Joiner(base, room, keys=keys) for _ in range(joiners)]
     t_join = now_ms()
-    _connect_ms, failures = await connect_all(clients, concurrency=joiners, timeout=limit_s)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(all_keys.wait(), limit_s)
+    await asyncio.gather(*(j.join(limit_s) for j in joined))
     t_done = now_ms()
     await asyncio.sleep(0.3)
     stop_sampling.set()
     await sampler
-    probe.stopping = True
-    await probe_task
-    during = [latency for sent, latency in probe.samples if t_join <= sent <= t_done]
-    errors = [e for c in clients for e in c.errors]
-    await close_all([*clients, probe.client])
-    join_ms = [complete_at[c.client_id] - t_join for c in clients if c.client_id in complete_at]
+    during = [latency for sent, latency in await _Probe.samples(probe) if t_join <= sent <= t_done]
+    errors = [e for j in joined for e in j.errors]
+    join_ms = [j.complete_at - t_join for j in joined if j.complete_at is not None]
     return {
         "workload": workload,
         "keys": keys,
         "valueBytes": value_bytes,
         "joiners": joiners,
         "fillS": round(fill_s, 2),
-        "connectFailures": failures,
+        "connectFailures": sum(j.failed for j in joined),
         "joined": len(join_ms),
         "allJoinedMs": round(max(join_ms), 1) if len(join_ms) == joiners else None,
         "joinMs": summarize(join_ms),
@@ -146,3 +203,7 @@ async def big_room_workload(
         "probeMaxDuringJoinMs": round(max(during), 1) if during else None,
         "errors": errors[:10],
     }
+
+
+if __name__ == "__main__":
+    asyncio.run(_Probe.main(sys.argv[1]))

@@ -26,7 +26,7 @@ def _items(count: int, value_bytes: int) -> list[tuple[str, Entry]]:
 
 def test_the_pieces_of_a_patch_join_to_the_patch_encoded_at_once() -> None:
     items = _items(3000, 500)
-    pieces = PatchPieces(items, base_cookie=None, cookie=3000)
+    pieces = PatchPieces.of(items, base_cookie=None, cookie=3000)
     parts = []
     while (piece := pieces.piece(len(parts))) is not None:
         assert len(piece) < PIECE_BYTES + 1000
@@ -36,7 +36,7 @@ def test_the_pieces_of_a_patch_join_to_the_patch_encoded_at_once() -> None:
 
 
 def test_pieces_are_encoded_once_and_shared() -> None:
-    pieces = PatchPieces(_items(3000, 500), base_cookie=None, cookie=3000)
+    pieces = PatchPieces.of(_items(3000, 500), base_cookie=None, cookie=3000)
     assert pieces.piece(2) is pieces.piece(2)
     assert pieces.piece(0) is not None
 
@@ -49,7 +49,7 @@ def test_small_fast_forwards_are_not_streamed_and_big_ones_are() -> None:
 
 def test_a_streamed_frame_is_the_poke_message_with_the_pieces_as_its_first_patch() -> None:
     items = _items(2000, 200)
-    pieces = PatchPieces(items, base_cookie=None, cookie=9)
+    pieces = PatchPieces.of(items, base_cookie=None, cookie=9)
     pokes = [
         Poke(
             base_cookie=None,
@@ -68,3 +68,15 @@ def test_a_streamed_frame_is_the_poke_message_with_the_pieces_as_its_first_patch
     assert decoded[1]["pokes"][0]["patch"] == msgspec.json.decode(bytes(patch_of(dict(items))))
     assert decoded[1]["pokes"][0]["lastMutationIDChanges"] == {'"patch":[': 1}
     assert decoded[1]["pokes"][1]["cookie"] == 10
+
+
+def test_a_live_only_patch_skips_tombstones() -> None:
+    items = _items(3000, 100)
+    pieces = PatchPieces(
+        [k for k, _ in items], [e for _, e in items], base_cookie=None, cookie=1, live_only=True
+    )
+    parts = []
+    while (piece := pieces.piece(len(parts))) is not None:
+        parts.append(piece)
+    live = {k: e for k, e in items if not e.deleted}
+    assert b"[" + b"".join(parts) + b"]" == bytes(patch_of(live))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Self
 
 import msgspec
 from msgspec import Raw
@@ -44,44 +45,78 @@ def should_stream(items: Sequence[tuple[str, Entry]]) -> bool:
 
 
 class PatchPieces:
-    """The patch ops of ``items`` (``put`` for live entries, ``del`` for tombstones), as
-    pieces of about ``PIECE_BYTES``, from ``base_cookie`` to ``cookie``.
+    """The patch ops of ``entries`` under ``keys`` (``put`` for live entries, ``del`` for
+    tombstones, or nothing for them when ``live_only``), as pieces of about ``PIECE_BYTES``,
+    from ``base_cookie`` to ``cookie``.
 
     Pieces are encoded in order when first asked for, and kept while any stream holds this
     object, so that clients reading at different speeds share one encoded copy.
     """
 
-    __slots__ = ("__weakref__", "_items", "_next", "_pieces", "base_cookie", "cookie")
+    __slots__ = (
+        "__weakref__",
+        "_entries",
+        "_keys",
+        "_live_only",
+        "_next",
+        "_pieces",
+        "base_cookie",
+        "cookie",
+    )
 
-    def __init__(self, items: list[tuple[str, Entry]], *, base_cookie: int | None, cookie: int):
+    def __init__(
+        self,
+        keys: list[str],
+        entries: list[Entry],
+        *,
+        base_cookie: int | None,
+        cookie: int,
+        live_only: bool = False,
+    ) -> None:
         self.base_cookie = base_cookie
         self.cookie = cookie
-        self._items = items
+        self._keys = keys
+        self._entries = entries
+        self._live_only = live_only
         self._next = 0
         self._pieces: list[bytes] = []
+
+    @classmethod
+    def of(
+        cls, items: Sequence[tuple[str, Entry]], *, base_cookie: int | None, cookie: int
+    ) -> Self:
+        """The pieces of ``items``."""
+        keys = [key for key, _ in items]
+        entries = [entry for _, entry in items]
+        return cls(keys, entries, base_cookie=base_cookie, cookie=cookie)
 
     def piece(self, index: int) -> bytes | None:
         """Piece ``index``: ops separated by commas, the first piece without a leading comma,
         each later one with it. None past the last."""
-        while len(self._pieces) <= index and self._next < len(self._items):
-            self._pieces.append(self._encode_next(first=not self._pieces))
+        while len(self._pieces) <= index and self._next < len(self._keys):
+            encoded = self._encode_next()
+            if encoded:
+                self._pieces.append(encoded if not self._pieces else b"," + encoded)
         return self._pieces[index] if index < len(self._pieces) else None
 
-    def _encode_next(self, *, first: bool) -> bytes:
+    def _encode_next(self) -> bytes:
+        """The next ops, comma-separated (empty if all were skipped tombstones)."""
         ops: list[PutOp | DelOp] = []
         size = 0
-        items, start = self._items, self._next
-        end = start
-        while end < len(items) and size < PIECE_BYTES:
-            key, entry = items[end]
-            ops.append(DelOp(key=key) if entry.deleted else PutOp(key=key, value=Raw(entry.value)))
-            size += len(key) + len(entry.value) + _OP_OVERHEAD_BYTES
+        keys, entries, end = self._keys, self._entries, self._next
+        while end < len(keys) and size < PIECE_BYTES:
+            entry = entries[end]
+            if not entry.deleted:
+                ops.append(PutOp(key=keys[end], value=Raw(entry.value)))
+                size += len(keys[end]) + len(entry.value) + _OP_OVERHEAD_BYTES
+            elif not self._live_only:
+                ops.append(DelOp(key=keys[end]))
+                size += len(keys[end]) + _OP_OVERHEAD_BYTES
             end += 1
         self._next = end
-        if end == len(items):
-            self._items = []  # every piece is encoded: the snapshot is no longer needed
-        encoded = _encoder.encode(ops)
-        return encoded[1:-1] if first else b"," + encoded[1:-1]
+        if end == len(keys):
+            self._keys, self._entries = [], []  # all encoded: the snapshot is not needed
+        return _encoder.encode(ops)[1:-1] if ops else b""
 
 
 @dataclass(frozen=True, slots=True)

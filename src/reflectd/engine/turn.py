@@ -18,7 +18,13 @@ from reflectd.engine.handlers import AppCall, CallFailed
 from reflectd.engine.pending import PendingMutation, Timestamps
 from reflectd.engine.records import ClientRecord, Entry
 from reflectd.engine.room import Connection, Room, Send, SendStream, compare_cookies
-from reflectd.engine.streamed import STREAMED_PATCH, PatchPieces, should_stream, split_frame
+from reflectd.engine.streamed import (
+    STREAM_MIN_ENTRIES,
+    STREAMED_PATCH,
+    PatchPieces,
+    should_stream,
+    split_frame,
+)
 from reflectd.protocol.codec import PokeFrames, encode_patch, encode_poke
 from reflectd.protocol.messages import (
     EMPTY_PATCH,
@@ -189,9 +195,20 @@ class _Turn:
         shared = self.room.streamed_patches.get(base_cookie)
         if shared is not None and not should_stream(self._changed_since(shared.cookie)):
             return shared
-        items = self._changes_since(base_cookie)
-        if should_stream(items):
-            pieces = PatchPieces(items, base_cookie=base_cookie, cookie=self.version)
+        pieces = None
+        entries = self.state.entries
+        if base_cookie is None and len(entries) > STREAM_MIN_ENTRIES:
+            # the whole room: a snapshot of references, in the dict's order (a patch's order
+            # does not matter), its tombstones skipped as it is encoded
+            keys, values = list(dict.keys(entries)), list(dict.values(entries))
+            pieces = PatchPieces(
+                keys, values, base_cookie=None, cookie=self.version, live_only=True
+            )
+        else:
+            items = self._changes_since(base_cookie)
+            if should_stream(items):
+                pieces = PatchPieces.of(items, base_cookie=base_cookie, cookie=self.version)
+        if pieces is not None:
             self.room.streamed_patches[base_cookie] = pieces
             return pieces
         poke = Poke(
@@ -220,7 +237,8 @@ class _Turn:
         return self._changed_since(base_cookie)
 
     def _changed_since(self, cookie: int) -> list[tuple[str, Entry]]:
-        return [(key, entry) for key, entry in self.state.entries.items() if entry.version > cookie]
+        entries = self.state.entries  # in key order: a small patch reads best so
+        return [(key, entry) for key, entry in entries.items() if entry.version > cookie]
 
     def _group(self, client_group_id: str) -> dict[str, ClientRecord]:
         return {
