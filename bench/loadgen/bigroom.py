@@ -56,10 +56,16 @@ async def _fill(base: str, room: str, *, keys: int, value_bytes: int, window: in
     return time.monotonic() - started
 
 
+_PROBE_MAIN = (
+    "import asyncio, sys; from bench.loadgen.bigroom import _Probe;"
+    " asyncio.run(_Probe.main(sys.argv[1]))"
+)
+
+
 class _Probe:
     """A client of a small room mutating one at a time: its confirmation latencies.
 
-    It runs in a process of its own (``python -m bench.loadgen.bigroom PROBE_URL``), so that
+    It runs in a process of its own (``_PROBE_MAIN``), so that
     the joiners' work in this one does not delay it: it starts mutating at once, and when its
     stdin closes prints its samples, ``[sent at, latency]`` in monotonic ms, as JSON."""
 
@@ -94,7 +100,7 @@ class _Probe:
     @staticmethod
     async def start(url: str) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.loadgen.bigroom", url,
+            sys.executable, "-c", _PROBE_MAIN, url,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             cwd=Path(__file__).resolve().parents[2],
         )  # fmt: skip
@@ -180,11 +186,14 @@ async def big_room_workload(
     joined = [_Joiner(base, room, keys=keys) for _ in range(joiners)]
     t_join = now_ms()
     await asyncio.gather(*(j.join(limit_s) for j in joined))
-    t_done = now_ms()
+    # the join ends when the last joiner had every key (closing the sockets comes after)
+    finished = [j.complete_at for j in joined if j.complete_at is not None]
+    t_done = max(finished) if len(finished) == joiners else now_ms()
     await asyncio.sleep(0.3)
     stop_sampling.set()
     await sampler
-    during = [latency for sent, latency in await _Probe.samples(probe) if t_join <= sent <= t_done]
+    samples = await _Probe.samples(probe)
+    during = [latency for sent, latency in samples if sent <= t_done and sent + latency >= t_join]
     errors = [e for j in joined for e in j.errors]
     join_ms = [j.complete_at - t_join for j in joined if j.complete_at is not None]
     return {
@@ -203,7 +212,3 @@ async def big_room_workload(
         "probeMaxDuringJoinMs": round(max(during), 1) if during else None,
         "errors": errors[:10],
     }
-
-
-if __name__ == "__main__":
-    asyncio.run(_Probe.main(sys.argv[1]))

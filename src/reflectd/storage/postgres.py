@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from reflectd.engine.records import ClientRecord, RoomRecord, RoomSnapshot, RoomStatus, RoomWrites
+from reflectd.engine.records import (
+    ClientRecord,
+    Entry,
+    RoomRecord,
+    RoomSnapshot,
+    RoomStatus,
+    RoomWrites,
+)
 from reflectd.errors import DatabaseNotFound, StorageError
 from reflectd.storage import rows
 from reflectd.storage.base import ApiKeyRecord, Backend, Permission
@@ -51,8 +58,16 @@ T = TypeVar("T")
 DEFAULT_POOL_SIZE = 4
 
 
+class Cursor(Protocol):
+    """The part of an ``asyncpg`` cursor this backend uses."""
+
+    async def fetch(self, n: int) -> list[rows.Row]: ...
+
+
 class Connection(Protocol):
     """The part of an ``asyncpg.Connection`` this backend uses (asyncpg ships no types)."""
+
+    def cursor(self, query: str, *args: object) -> Awaitable[Cursor]: ...
 
     async def execute(self, query: str, *args: object) -> str: ...
 
@@ -271,7 +286,7 @@ class PostgresStore:
                     await conn.fetchval(sql.load_version, room_id),
                     connected=await conn.fetch(sql.load_connected, room_id),
                     clients=await conn.fetch(sql.load_clients, room_id),
-                    entries=await conn.fetch(sql.load_entries, room_id),
+                    entries=await _load_entries(conn, sql.load_entries, room_id),
                     text=bytes.decode,
                 )
 
@@ -432,6 +447,20 @@ class PostgresStore:
             self._busy -= 1
             if self._busy == 0:
                 self._idle.set()
+
+
+#: a room's entries are read this many rows at a time: decoding a big room's rows at once would
+#: hold the event loop (and every other room) for as long as they take
+LOAD_BATCH_ROWS = 5000
+
+
+async def _load_entries(conn: Connection, statement: str, room_id: str) -> dict[str, Entry]:
+    """A room's entries, read from a cursor in batches (inside the caller's transaction)."""
+    entries: dict[str, Entry] = {}
+    cursor = await conn.cursor(statement, room_id)
+    while batch := await cursor.fetch(LOAD_BATCH_ROWS):
+        rows.add_entries(entries, batch, text=bytes.decode)
+    return entries
 
 
 # ---------------------------------------------------------------------- statements

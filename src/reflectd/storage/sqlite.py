@@ -438,9 +438,12 @@ def _load_room(conn: sqlite3.Connection, room_id: str) -> RoomSnapshot:
             " ORDER BY client_id",
             args,
         ),
-        entries=conn.execute(
-            "SELECT key, version, deleted, value FROM entries WHERE room_id = ? ORDER BY key",
-            args,
+        entries=rows.add_entries(
+            {},
+            conn.execute(
+                "SELECT key, version, deleted, value FROM entries WHERE room_id = ? ORDER BY key",
+                args,
+            ),
         ),
     )
 
