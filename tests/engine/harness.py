@@ -31,6 +31,7 @@ from reflectd.engine.handlers import (
 )
 from reflectd.engine.records import RoomSnapshot, RoomWrites
 from reflectd.engine.room import BeaconOutcome, Close, ConnectRequest, Room, Send, SendStream
+from reflectd.engine.streamed import PokeStream
 from reflectd.engine.transaction import WriteTransaction
 from reflectd.engine.turn import has_work, run_turn
 from reflectd.errors import ErrorKind, ProtocolError
@@ -501,6 +502,9 @@ class RoomDriver:
         #: open sockets: connection id -> the client on it
         self.sockets: dict[int, ClientModel] = {}
         self.closed_connections: list[int] = []
+        #: every streamed poke message delivered (a big fast-forward), kept alive as a socket
+        #: keeps one while it sends it: later joiners may share its patch
+        self.streams: list[PokeStream] = []
         #: every clientID the room ever deleted
         self.deleted_client_ids: set[str] = set()
         self.turns = 0
@@ -767,7 +771,11 @@ class RoomDriver:
             if isinstance(effect, Send | SendStream):
                 model = self.sockets.get(effect.connection_id)
                 assert model is not None, f"a frame for closed socket {effect.connection_id}"
-                frame = effect.frame if isinstance(effect, Send) else effect.stream.join()
+                if isinstance(effect, Send):
+                    frame = effect.frame
+                else:
+                    self.streams.append(effect.stream)  # kept, as a socket keeps it while sending
+                    frame = effect.stream.join()
                 frames.setdefault(model.client_id, []).append(model.receive(frame))
             else:
                 assert isinstance(effect, Close)
