@@ -141,6 +141,25 @@ class PokeStream:
         return b"".join(self.chunks())
 
 
+@dataclass(frozen=True, slots=True)
+class WholeMessage:
+    """A message already whole (one a proxy received from the room's owner), sent in pieces
+    of ``PIECE_BYTES`` as a ``PokeStream`` is."""
+
+    data: bytes
+
+    @property
+    def head(self) -> bytes:
+        return self.data[:PIECE_BYTES]
+
+    def chunks(self) -> Iterator[bytes]:
+        for start in range(0, len(self.data), PIECE_BYTES):
+            yield self.data[start : start + PIECE_BYTES]
+
+    def join(self) -> bytes:
+        return self.data
+
+
 #: the patch a streamed poke is encoded with, before its frame is cut around it
 STREAMED_PATCH = Raw(b"[]")
 _PATCH_KEY = b'"patch":['

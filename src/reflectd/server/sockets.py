@@ -26,7 +26,7 @@ from typing import Any
 from starlette.types import Message
 from starlette.websockets import WebSocket
 
-from reflectd.engine.streamed import PokeStream
+from reflectd.engine.streamed import PokeStream, WholeMessage
 from reflectd.server import metrics
 from reflectd.server.uvicorn_ws import FRAMES_EXTENSION, FrameSink, fragment, text_frame
 
@@ -80,7 +80,7 @@ class ClientSocket:
         self._queued_bytes = 0
         #: while a streamed message is written (under the uvicorn protocol): what waits
         #: behind it, and the bytes of its frames
-        self._backlog: deque[bytes | PokeStream] | None = None
+        self._backlog: deque[bytes | PokeStream | WholeMessage] | None = None
         self._backlog_bytes = 0
         self.closing = False
         self._dropped = False
@@ -108,7 +108,7 @@ class ClientSocket:
         if unsent > self._max_buffer_bytes:
             self._drop_slow_reader(f"more than {self._max_buffer_bytes} bytes waiting to be sent")
 
-    def send_stream(self, stream: PokeStream) -> None:
+    def send_stream(self, stream: PokeStream | WholeMessage) -> None:
         """Send ``stream`` as one message, after those sent before it, piece by piece as
         the client reads (at once, whole, on a socket without ``FrameSink``)."""
         if self.closing:
@@ -205,7 +205,7 @@ class ClientSocket:
                 if item is _CLOSE:
                     await self.websocket.close()
                     return
-                if isinstance(item, PokeStream):
+                if isinstance(item, PokeStream | WholeMessage):
                     if not await self._write_stream(sink, item):
                         return
                 else:
@@ -220,7 +220,7 @@ class ClientSocket:
                 self._backlog = None
                 self._backlog_bytes = 0
 
-    async def _write_stream(self, sink: FrameSink, stream: PokeStream) -> bool:
+    async def _write_stream(self, sink: FrameSink, stream: PokeStream | WholeMessage) -> bool:
         """Write ``stream`` as a text frame and its continuations, each once the connection
         has drained; False if the connection went away or stalled (then it is dropped)."""
         sent = 0

@@ -184,7 +184,6 @@ class SyncEndpoints:
                     e.owner.address,
                     protocol=protocol,
                     peers=self.peers,
-                    max_message_bytes=self.settings.limits.max_message_bytes,
                 )
                 if reached or socket.closing or time.monotonic() >= deadline:
                     return None
