@@ -144,7 +144,7 @@ def test_a_client_that_stops_reading_a_big_room_is_dropped_and_others_are_not_de
             time.sleep(0.1)
     finally:
         stalled.close()
-    assert worst < 2.0, f"a small room's write took {worst:.2f} s to arrive"
+    assert worst < 3.0, f"a small room's write took {worst:.2f} s to arrive"
     clients.assert_healthy()
     record_timing(f"small room's worst write->arrival while a big room streams: {worst:.3f} s")
 
@@ -178,5 +178,5 @@ def test_a_small_room_keeps_its_latency_while_a_big_room_loads_cold(
     NodeClients.gather(joining, timeout=40)
     for n in range(3):
         _assert_whole_room(clients, f"big{n}")
-    assert worst < 2.0, f"a small room's write took {worst:.2f} s to arrive"
+    assert worst < 3.0, f"a small room's write took {worst:.2f} s to arrive"
     record_timing(f"small room's worst write->arrival while a big room loads: {worst:.3f} s")
