@@ -10,7 +10,8 @@ go. The client reconnects when it can.
 
 A poke message too big for one frame (a big fast-forward, ``PokeStream``) is written as one
 message in several frames, the next written only once the connection has drained below
-``STREAM_WINDOW_BYTES``: its size never counts as waiting to be sent. Frames sent meanwhile
+``STREAM_WINDOW_BYTES`` (or a quarter of ``max_buffer_bytes``): its size never counts as
+waiting to be sent. Frames sent meanwhile
 wait behind it (and do count). A client that stops reading during such a message is dropped
 when it has not drained for ``max_stall_ms``, or when what waits behind the message passes
 ``max_buffer_bytes``.
@@ -48,6 +49,7 @@ class ClientSocket:
         "_queued_bytes",
         "_receiver",
         "_sink",
+        "_stream_window_bytes",
         "client_id",
         "closing",
         "connection_id",
@@ -72,6 +74,9 @@ class ClientSocket:
         self.room_id = ""
         self._max_buffer_bytes = max_buffer_bytes
         self._max_stall_s = max_stall_ms / 1000
+        #: what a streamed message may leave in the connection: never near the limit, so that
+        #: a frame sent right after it is not taken for a slow reader's
+        self._stream_window_bytes = min(STREAM_WINDOW_BYTES, max_buffer_bytes // 4)
         #: writes frames at once (None: not served by reflectd's uvicorn protocol)
         extension = websocket.scope.get("extensions", {}).get(FRAMES_EXTENSION, {})
         self._sink: FrameSink | None = extension.get("sink")
@@ -233,7 +238,7 @@ class ClientSocket:
                     return False
                 sent += len(held)
                 first = False
-                if unsent > STREAM_WINDOW_BYTES:
+                if unsent > self._stream_window_bytes:
                     try:
                         await asyncio.wait_for(sink.drained(), self._max_stall_s)
                     except TimeoutError:
