@@ -405,7 +405,7 @@ class _Turn:
                 continue
             record = self.state.clients[c.client_id]
             if record.base_cookie != self.version:
-                self.state.put_client(c.client_id, _replace(record, base_cookie=self.version))
+                self.state.set_base_cookie(c.client_id, self.version)
             frame = self._debug_frame(request_id, pokes) if c.debug_perf else frames.frame(pokes)
             pieces = self.streamed.get(c.client_id)
             if pieces is None:
