@@ -53,6 +53,14 @@ def echo(tx: Any, args: Mapping[str, Any]) -> None:
     tx.set(args["key"], {"seq": args["seq"], "loc": tx.location, "clientID": tx.client_id})
 
 
+def fill(tx: Any, args: Mapping[str, Any]) -> None:
+    """Writes ``count`` keys ``prefix`` + six digits, each a string of ``bytes`` characters
+    (the big-room benchmarks)."""
+    value = "x" * args["bytes"]
+    for i in range(args["start"], args["start"] + args["count"]):
+        tx.set(f"{args['prefix']}{i:06d}", value)
+
+
 MUTATORS = {
     "increment": increment,
     "setKey": set_key,
@@ -61,6 +69,7 @@ MUTATORS = {
     "throwOnServer": throw_on_server,
     "alwaysThrows": always_throws,
     "echo": echo,
+    "fill": fill,
 }
 
 app = App(mutators=MUTATORS)

@@ -45,6 +45,14 @@ def run_proto(target: Target, workload: str, sizes: Sizes) -> dict[str, Any]:
         )  # fmt: skip
     elif workload == "soak":
         coro = _soak(target, sizes)
+    elif workload in ("cold-join", "huge-room"):
+        huge = workload == "huge-room"
+        coro = loadgen.big_room_workload(
+            target.url, keys=sizes.huge_keys if huge else sizes.cold_keys,
+            value_bytes=sizes.huge_bytes if huge else sizes.cold_bytes,
+            joiners=sizes.huge_joiners if huge else 1, restart=target.restart_hooks(),
+            server_pid=lambda: target.pid, workload=workload,
+        )  # fmt: skip
     else:
         raise ValueError(workload)
     result: dict[str, Any] = loadgen.run_async(coro)

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 #: the real-client workloads (bench/node/bench.mjs) and the protocol-level ones (bench/loadgen)
 NODE_WORKLOADS = ("closed", "open", "rooms", "connect")
-PROTO_WORKLOADS = ("proto-rooms", "fanout", "idle", "storm", "soak")
+PROTO_WORKLOADS = ("proto-rooms", "fanout", "idle", "storm", "soak", "cold-join", "huge-room")
 ALL_WORKLOADS = NODE_WORKLOADS + PROTO_WORKLOADS
 #: what runs unless --workloads says otherwise (the soak takes 10 minutes per server)
 DEFAULT_WORKLOADS = tuple(w for w in ALL_WORKLOADS if w != "soak")
 #: run once per comparison by default (they are long and have a target of their own)
-HEAVY_WORKLOADS = ("fanout", "idle", "storm", "soak")
+HEAVY_WORKLOADS = ("fanout", "idle", "storm", "soak", "huge-room")
 
 
 @dataclass
@@ -42,6 +42,13 @@ class Sizes:
     soak_rate: float = 0.0
     soak_seconds: float = 600.0
     soak_window: float = 30.0
+    #: cold-join: one client joins a room of this many keys of this many bytes after a restart
+    cold_keys: int = 5000
+    cold_bytes: int = 1000
+    #: huge-room: this many clients join at once a room of this many keys after a restart
+    huge_keys: int = 100_000
+    huge_bytes: int = 500
+    huge_joiners: int = 10
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -51,4 +58,5 @@ class Sizes:
             rooms_mutations=5, connect_clients=3, proto_rooms=3, proto_mutations=5,
             fanout_clients=10, fanout_writers=2, fanout_duration=1.0, idle_connections=20,
             storm_clients=20, per_room=5, soak_rate=100.0, soak_seconds=2.0, soak_window=0.5,
+            cold_keys=200, huge_keys=2000, huge_joiners=2,
         )  # fmt: skip

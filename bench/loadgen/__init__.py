@@ -11,7 +11,10 @@ real client cannot produce on one machine. One module per workload:
 * ``idle``: N idle connections: the server's RSS per connection;
 * ``storm``: K connected clients, the server restarts, every client reconnects at once: time
   until all are connected again;
-* ``soak``: a steady load for minutes: RSS growth and p99 drift.
+* ``soak``: a steady load for minutes: RSS growth and p99 drift;
+* ``bigroom``: a room of many keys joined after a restart (``cold-join``, ``huge-room``):
+  time until the joiners hold every key, the server's peak RSS, and a small room's latency
+  meanwhile.
 
 ``client`` holds the protocol client, ``process`` the server-process figures (psutil).
 
@@ -24,6 +27,7 @@ Run one workload on its own (prints JSON)::
 servers.
 """
 
+from bench.loadgen.bigroom import big_room_workload
 from bench.loadgen.client import ConnectError, ProtoClient
 from bench.loadgen.fanout import fanout_workload
 from bench.loadgen.idle import idle_workload
@@ -46,6 +50,7 @@ __all__ = [
     "ConnectError",
     "ProtoClient",
     "Restart",
+    "big_room_workload",
     "cpu_seconds",
     "fanout_workload",
     "idle_workload",

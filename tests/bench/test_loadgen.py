@@ -101,5 +101,22 @@ def test_storm_without_restart_drops_sockets_client_side(reflectd: Target) -> No
     assert result["reconnected"] == 6
 
 
+def test_big_room_joiners_get_every_key_after_a_restart(reflectd: Target) -> None:
+    result = loadgen.run_async(
+        loadgen.big_room_workload(
+            reflectd.url,
+            keys=2500,
+            value_bytes=200,
+            joiners=2,
+            restart=reflectd.restart_hooks(),
+            server_pid=lambda: reflectd.pid,
+        )
+    )
+    assert result["joined"] == 2 and result["allJoinedMs"] is not None
+    assert result["errors"] == []
+    assert result["rssPeakKiB"] >= result["rssBeforeKiB"] > 0
+    assert result["probeDuringJoinMs"]["count"] >= 1
+
+
 def test_rss_of_this_process() -> None:
     assert loadgen.rss_kib(os.getpid()) > 1000

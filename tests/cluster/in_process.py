@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 
 from reflectd import App
-from reflectd.server.settings import ServerSettings
+from reflectd.server.settings import Limits, ServerSettings
 from reflectd.storage.leases import MemoryLeaseStore
 from server.harness import Harness, serve
 
@@ -34,10 +34,17 @@ class SharedLeaseStore(MemoryLeaseStore):
 
 @asynccontextmanager
 async def node(
-    app: App, store: SharedLeaseStore, name: str, *, api_key: str | None = None
+    app: App,
+    store: SharedLeaseStore,
+    name: str,
+    *,
+    api_key: str | None = None,
+    limits: Limits | None = None,
 ) -> AsyncIterator[Harness]:
     """The node ``name`` on ``store`` (its REST API answers ``api_key``)."""
-    settings = ServerSettings(db="memory://", node_id=name, lease_ms=LEASE_MS, api_key=api_key)
+    settings = ServerSettings(
+        db="memory://", node_id=name, lease_ms=LEASE_MS, api_key=api_key, limits=limits or Limits()
+    )
     async with serve(app, settings, store=store) as harness:
         # the port is known only now: advertise it
         advertised = replace(settings, advertise_url=harness.http_url)

@@ -5,12 +5,13 @@ nothing of its round sent, and the next owner processes the disconnects of the l
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
 
 from reflectd import App, WriteTransaction
-from reflectd.server.settings import ServerSettings
+from reflectd.server.settings import Limits, ServerSettings
 from server.conftest import MUTATORS
 from server.harness import Harness, serve, wait_until
 
@@ -147,3 +148,27 @@ async def test_a_client_sending_the_proxied_header_is_still_proxied_to_the_owner
         assert _live(b) == set()
         assert b.server.sync is not None and b.server.sync.peers.ignored == 1
         assert a.server.sync is not None and a.server.sync.peers.ignored == 0
+
+
+def _fill(tx: WriteTransaction, args: Any) -> None:
+    for i in range(args["count"]):
+        tx.set(f"k/{args['start'] + i:05d}", "x" * args["bytes"])
+
+
+async def test_a_room_bigger_than_the_send_buffer_reaches_a_proxied_client_whole() -> None:
+    store = SharedLeaseStore()
+    app = App(mutators={**MUTATORS, "fill": _fill}, env={})
+    limits = Limits(max_send_buffer_bytes=1024 * 1024)
+    async with node(app, store, "a", limits=limits) as a, node(app, store, "b", limits=limits) as b:
+        alice = await a.connect("alice")
+        for start in range(0, 3000, 500):  # 3,000 keys of 2 KB: 6 MB
+            await alice.mutate("fill", {"start": start, "count": 500, "bytes": 2000})
+
+        # a small receive window, so that the kernel does not take the room at once
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", int(b.http_url.rsplit(":", 1)[1])))
+        bob = await b.connect("bob", options={"max_size": None, "sock": sock})  # carried to a
+        await bob.sync_until(lambda c: len(c.data) == 3000)
+        assert bob.data["k/02999"] == "x" * 2000
+        assert _live(b) == set()

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
+import msgspec
 import pytest
 
 from reflectd.engine.handlers import (
@@ -29,8 +30,9 @@ from reflectd.engine.handlers import (
     RoomHandlers,
     RoomStartHandler,
 )
-from reflectd.engine.records import RoomSnapshot, RoomWrites
-from reflectd.engine.room import BeaconOutcome, Close, ConnectRequest, Room, Send
+from reflectd.engine.records import ClientRecord, RoomSnapshot, RoomWrites
+from reflectd.engine.room import BeaconOutcome, Close, ConnectRequest, Room, Send, SendStream
+from reflectd.engine.streamed import PokeStream
 from reflectd.engine.transaction import WriteTransaction
 from reflectd.engine.turn import has_work, run_turn
 from reflectd.errors import ErrorKind, ProtocolError
@@ -441,6 +443,10 @@ STANDARD_MUTATORS: dict[str, Mutator] = {
 # ============================================================ the driver
 
 
+def _without_cookies(clients: Mapping[str, ClientRecord]) -> dict[str, ClientRecord]:
+    return {k: msgspec.structs.replace(r, base_cookie=None) for k, r in clients.items()}
+
+
 @dataclass
 class Observation:
     """Everything a rejected call must leave as it was."""
@@ -501,6 +507,9 @@ class RoomDriver:
         #: open sockets: connection id -> the client on it
         self.sockets: dict[int, ClientModel] = {}
         self.closed_connections: list[int] = []
+        #: every streamed poke message delivered (a big fast-forward), kept alive as a socket
+        #: keeps one while it sends it: later joiners may share its patch
+        self.streams: list[PokeStream] = []
         #: every clientID the room ever deleted
         self.deleted_client_ids: set[str] = set()
         self.turns = 0
@@ -756,7 +765,8 @@ class RoomDriver:
         state = self.room.state
         assert durable.version == state.version
         assert durable.connected_clients == state.connected_clients
-        assert durable.clients == state.clients
+        # a connected client's base cookie is kept in memory only (``set_base_cookie``)
+        assert _without_cookies(durable.clients) == _without_cookies(state.clients)
         assert durable.entries == dict(state.entries)
         return writes
 
@@ -764,10 +774,15 @@ class RoomDriver:
         """Hand the room's effects to the sockets, as the server does."""
         frames = TurnFrames()
         for effect in self.room.take_effects():
-            if isinstance(effect, Send):
+            if isinstance(effect, Send | SendStream):
                 model = self.sockets.get(effect.connection_id)
                 assert model is not None, f"a frame for closed socket {effect.connection_id}"
-                frames.setdefault(model.client_id, []).append(model.receive(effect.frame))
+                if isinstance(effect, Send):
+                    frame = effect.frame
+                else:
+                    self.streams.append(effect.stream)  # kept, as a socket keeps it while sending
+                    frame = effect.stream.join()
+                frames.setdefault(model.client_id, []).append(model.receive(frame))
             else:
                 assert isinstance(effect, Close)
                 model = self.sockets.pop(effect.connection_id, None)

@@ -159,3 +159,47 @@ def test_clients_behind_and_new_get_one_fast_forward_each_before_the_turns_mutat
         assert [(p["baseCookie"], p["cookie"]) for p in pokes] == [(None, 4), (4, 5)]
         assert pokes[1]["patch"] == [put("d", 4)]
     assert [(p["baseCookie"], p["cookie"]) for p in frames.pokes("writer")] == [(4, 5)]
+
+
+def _big_room(keys: int = 1500) -> RoomDriver:
+    """A room with more entries than a fast-forward sends in one frame, one of them deleted."""
+    driver = RoomDriver()
+    driver.connect("writer")
+    values = {f"k/{i:05d}": i for i in range(keys)}
+    driver.push("writer", mutation(1, "setMany", values), del_key(2, "k/00007"))
+    driver.turn()
+    return driver
+
+
+def test_a_big_fast_forward_is_streamed_and_brings_the_client_in_sync() -> None:
+    driver = _big_room()
+
+    driver.connect("fresh")
+    frames = driver.turn()  # the turn checks that every recipient is in sync
+
+    [stream] = driver.streams
+    assert stream.pieces.base_cookie is None and stream.pieces.cookie == 2
+    [fast_forward, _bump] = frames.pokes("fresh")
+    assert len(fast_forward["patch"]) == 1499
+    assert {op["op"] for op in fast_forward["patch"]} == {"put"}
+    assert fast_forward["presence"] == initial_presence("fresh", "writer")
+
+
+def test_a_client_joining_while_a_stream_runs_shares_it_and_catches_up() -> None:
+    driver = _big_room()
+    driver.connect("first")
+    driver.turn()
+    driver.push("writer", set_key(3, "k/00001", "changed"), del_key(4, "k/00002"))
+    driver.turn()
+
+    driver.connect("second")
+    frames = driver.turn()
+
+    first, second = driver.streams
+    assert second.pieces is first.pieces, "the encoded patch is shared"
+    [streamed, catch_up, *_] = frames.pokes("second")
+    assert (streamed["baseCookie"], streamed["cookie"]) == (None, 2)
+    assert catch_up["baseCookie"] == 2
+    assert catch_up["patch"] == [put("k/00001", "changed"), delete("k/00002")]
+    assert catch_up["lastMutationIDChanges"] == {}  # another client group's mutations
+    assert driver.clients["second"].data == driver.live_data()

@@ -8,6 +8,7 @@ delivers the effects: nothing that depends on a write leaves before the write is
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from reflectd.engine.handlers import (
 from reflectd.engine.pending import PendingMutation, enqueue, next_clock_offset, plan_push
 from reflectd.engine.records import ClientRecord, Entry, RoomSnapshot, RoomWrites
 from reflectd.engine.state import RoomState
+from reflectd.engine.streamed import PatchPieces, PokeStream
 from reflectd.engine.transaction import NO_MUTATION_ID, WriteTransaction
 from reflectd.errors import (
     AppCodeFailed,
@@ -58,7 +60,16 @@ class Close:
     connection_id: int
 
 
-Effect = Send | Close
+@dataclass(frozen=True, slots=True)
+class SendStream:
+    """Send ``stream``, a poke message too big for one frame, on the socket of
+    ``connection_id``, piece by piece as the socket drains."""
+
+    connection_id: int
+    stream: PokeStream
+
+
+Effect = Send | SendStream | Close
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +159,10 @@ class Room:
         #: turn's fast-forward pokes every client
         self.unpoked = False
         self._effects: list[Effect] = []
+        #: base cookie -> the patch of the big fast-forwards still being streamed from it
+        self.streamed_patches: weakref.WeakValueDictionary[int | None, PatchPieces] = (
+            weakref.WeakValueDictionary()
+        )
         #: calls an app runtime ran ahead for the next turn, with their results
         self._prepared: tuple[list[AppCall], list[CallResult]] | None = None
         #: (mutator name, outcome) of the mutations the turns ran, for the server's metrics:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from sortedcontainers import SortedDict
 
 from reflectd.engine.records import ClientRecord, Entry, RememberedCall, RoomSnapshot, RoomWrites
@@ -38,6 +39,17 @@ class RoomState:
         self.clients[client_id] = record
         self._writes.clients[client_id] = record
         self._writes.deleted_clients.pop(client_id, None)
+
+    def set_base_cookie(self, client_id: str, cookie: int) -> None:
+        """Record that a connected client now has ``cookie``, in memory only.
+
+        Storage needs a client's base cookie only as of its connect: a client that connects
+        again says which cookie it has. So the turns of a room of a thousand clients do not
+        write a thousand client records each (``Checkpoint`` keeps the cookies across an undone
+        round). A record written for another reason carries the cookie along."""
+        self.clients[client_id] = msgspec.structs.replace(
+            self.clients[client_id], base_cookie=cookie
+        )
 
     def delete_client(self, client_id: str) -> None:
         record = self.clients.pop(client_id)

@@ -17,7 +17,14 @@ from msgspec import UNSET, Raw, UnsetType
 from reflectd.engine.handlers import AppCall, CallFailed
 from reflectd.engine.pending import PendingMutation, Timestamps
 from reflectd.engine.records import ClientRecord, Entry
-from reflectd.engine.room import Connection, Room, Send, compare_cookies
+from reflectd.engine.room import Connection, Room, Send, SendStream, compare_cookies
+from reflectd.engine.streamed import (
+    STREAM_MIN_ENTRIES,
+    STREAMED_PATCH,
+    PatchPieces,
+    should_stream,
+    split_frame,
+)
 from reflectd.protocol.codec import PokeFrames, encode_patch, encode_poke
 from reflectd.protocol.messages import (
     EMPTY_PATCH,
@@ -119,6 +126,17 @@ def _mutation_calls(applied: list[PendingMutation], version: int) -> list[AppCal
     ]
 
 
+def _streamed_poke(pieces: PatchPieces) -> Poke:
+    """The poke whose patch is ``pieces``, encoded with a placeholder (``split_frame``)."""
+    return Poke(
+        base_cookie=pieces.base_cookie,
+        cookie=pieces.cookie,
+        last_mutation_id_changes={},
+        patch=STREAMED_PATCH,
+        presence=[],
+    )
+
+
 def patch_of(entries: Mapping[str, Entry]) -> Raw:
     """The encoded patch for ``entries``: ``put`` for live values, ``del`` for tombstones."""
     return encode_patch(
@@ -137,6 +155,8 @@ class _Turn:
         #: only clients connected at the start of the turn receive its pokes
         self.recipients: list[Connection] = list(room.connections.values())
         self.pokes: dict[str, list[Poke]] = {c.client_id: [] for c in self.recipients}
+        #: client -> the streamed patch of its first poke (a big fast-forward)
+        self.streamed: dict[str, PatchPieces] = {}
         #: cookie of a mutation's poke -> the mutation's timestamps (a poke is replaced, not
         #: changed, when presence is attached, so it cannot be keyed by identity)
         self.timestamps: dict[int, Timestamps] = {}
@@ -149,35 +169,84 @@ class _Turn:
     # --------------------------------------------------------------------- fast-forward
 
     def fast_forward(self) -> None:
-        """Bring every client whose base cookie is not the room version up to it."""
-        patches: dict[int | None, Raw] = {}
+        """Bring every client whose base cookie is not the room version up to it.
+
+        A big fast-forward is streamed (``reflectd.engine.streamed``): its patch is shared
+        with the streams still running from the same base cookie, when little changed since."""
+        patches: dict[int | None, list[Poke] | PatchPieces] = {}
         for c in self.recipients:
             base_cookie = self.state.clients[c.client_id].base_cookie
             if base_cookie == self.version:
                 continue
             if base_cookie not in patches:
-                patches[base_cookie] = self._changes_since(base_cookie)
+                patches[base_cookie] = self._fast_forward_from(base_cookie)
             changes = {
                 client_id: record.last_mutation_id
                 for client_id, record in self._group(c.client_group_id).items()
                 if record.last_mutation_id_version is not None
                 and compare_cookies(base_cookie, record.last_mutation_id_version) < 0
             }
-            poke = Poke(
-                base_cookie=base_cookie,
-                cookie=self.version,
-                last_mutation_id_changes=changes,
-                patch=patches[base_cookie],
-                presence=[],
-            )
-            self.pokes[c.client_id].append(poke)
+            planned = patches[base_cookie]
+            if isinstance(planned, PatchPieces):
+                self.streamed[c.client_id] = planned
+                pokes = [_streamed_poke(planned)]
+                if planned.cookie != self.version:
+                    pokes.append(self._catch_up(planned.cookie))
+            else:
+                pokes = list(planned)
+            # the client group's mutation ids go on the last poke, at the room version
+            pokes[-1] = _replace(pokes[-1], last_mutation_id_changes=changes)
+            self.pokes[c.client_id].extend(pokes)
 
-    def _changes_since(self, base_cookie: int | None) -> Raw:
-        entries: Mapping[str, Entry] = self.state.entries
+    def _fast_forward_from(self, base_cookie: int | None) -> list[Poke] | PatchPieces:
+        """The pokes (or the pieces of the one poke) from ``base_cookie`` to the version."""
+        shared = self.room.streamed_patches.get(base_cookie)
+        if shared is not None and not should_stream(self._changed_since(shared.cookie)):
+            return shared
+        pieces = None
+        entries = self.state.entries
+        if base_cookie is None and len(entries) > STREAM_MIN_ENTRIES:
+            # the whole room: a snapshot of references, in the dict's order (a patch's order
+            # does not matter), its tombstones skipped as it is encoded
+            keys, values = list(dict.keys(entries)), list(dict.values(entries))
+            pieces = PatchPieces(
+                keys, values, base_cookie=None, cookie=self.version, live_only=True
+            )
+        else:
+            items = self._changes_since(base_cookie)
+            if should_stream(items):
+                pieces = PatchPieces.of(items, base_cookie=base_cookie, cookie=self.version)
+        if pieces is not None:
+            self.room.streamed_patches[base_cookie] = pieces
+            return pieces
+        poke = Poke(
+            base_cookie=base_cookie,
+            cookie=self.version,
+            last_mutation_id_changes={},
+            patch=patch_of(dict(items)),
+            presence=[],
+        )
+        return [poke]
+
+    def _catch_up(self, cookie: int) -> Poke:
+        """The poke from ``cookie`` (that of a shared stream) to the room version."""
+        patch = patch_of(dict(self._changed_since(cookie)))
+        return Poke(
+            base_cookie=cookie,
+            cookie=self.version,
+            last_mutation_id_changes={},
+            patch=patch,
+            presence=[],
+        )
+
+    def _changes_since(self, base_cookie: int | None) -> list[tuple[str, Entry]]:
         if base_cookie is None:
-            live = {key: entry for key, entry in entries.items() if not entry.deleted}
-            return patch_of(live)
-        return patch_of({k: e for k, e in entries.items() if e.version > base_cookie})
+            return [(key, entry) for key, entry in self.state.entries.items() if not entry.deleted]
+        return self._changed_since(base_cookie)
+
+    def _changed_since(self, cookie: int) -> list[tuple[str, Entry]]:
+        entries = self.state.entries  # in key order: a small patch reads best so
+        return [(key, entry) for key, entry in entries.items() if entry.version > cookie]
 
     def _group(self, client_group_id: str) -> dict[str, ClientRecord]:
         return {
@@ -347,9 +416,13 @@ class _Turn:
                 continue
             record = self.state.clients[c.client_id]
             if record.base_cookie != self.version:
-                self.state.put_client(c.client_id, _replace(record, base_cookie=self.version))
+                self.state.set_base_cookie(c.client_id, self.version)
             frame = self._debug_frame(request_id, pokes) if c.debug_perf else frames.frame(pokes)
-            self.room.emit(Send(c.connection_id, frame))
+            pieces = self.streamed.get(c.client_id)
+            if pieces is None:
+                self.room.emit(Send(c.connection_id, frame))
+            else:
+                self.room.emit(SendStream(c.connection_id, split_frame(frame, pieces)))
 
     def _debug_frame(self, request_id: str, pokes: list[Poke]) -> bytes:
         debug_pokes = []

@@ -37,7 +37,7 @@ from reflectd.clock import now_ms
 from reflectd.engine.checkpoint import Checkpoint
 from reflectd.engine.handlers import AsyncAppRuntime
 from reflectd.engine.pending import PendingMutation
-from reflectd.engine.room import Close, Effect, Room, Send
+from reflectd.engine.room import Close, Effect, Room, Send, SendStream
 from reflectd.engine.turn import has_work, planned_calls, run_turn
 from reflectd.errors import LeaseLost, ProtocolError, RoomUnavailable
 from reflectd.logs import log_context
@@ -281,6 +281,9 @@ class RoomActor:
             if isinstance(effect, Send):
                 socket.send(effect.frame)
                 sent.append(effect.frame)
+            elif isinstance(effect, SendStream):
+                socket.send_stream(effect.stream)
+                sent.append(effect.stream.head)  # the rest is counted once written
             elif isinstance(effect, Close):
                 socket.close()
         metrics.count_sent(sent)

@@ -106,6 +106,12 @@ POKES_SENT = Counter(
     "Poke messages the rooms sent to clients.",
     registry=REGISTRY,
 )
+STREAMED_POKES = Counter(
+    "reflectd_streamed_pokes",
+    "Poke messages too big for one frame (big fast-forwards), sent in pieces as the client"
+    " read them.",
+    registry=REGISTRY,
+)
 SENT_BYTES = Counter(
     "reflectd_sent_bytes",
     "Bytes of the messages the rooms sent to clients (pokes, connected, errors).",
@@ -254,6 +260,12 @@ def count_sent(frames: list[bytes]) -> None:
     if frames:
         POKES_SENT.inc(sum(frame.startswith(_POKE_PREFIX) for frame in frames))
         SENT_BYTES.inc(sum(map(len, frames)))
+
+
+def count_streamed(message_bytes: int) -> None:
+    """A poke message sent in pieces, all of it written."""
+    STREAMED_POKES.inc()
+    SENT_BYTES.inc(message_bytes)
 
 
 _POKE_PREFIX = b'["poke",'

@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
 from websockets.typing import Subprotocol
 
+from reflectd.engine.streamed import PIECE_BYTES, WholeMessage
 from reflectd.server.peers import PROXIED_HEADER, PeerAuth
 from reflectd.server.sockets import ClientSocket
 
@@ -48,7 +49,6 @@ async def proxy_socket(
     *,
     protocol: str | None,
     peers: PeerAuth,
-    max_message_bytes: int,
 ) -> bool:
     """Pipe ``socket`` (accepted) to the room's owner until either side closes; False if the
     owner could not be reached at all. The caller closes ``socket`` afterwards."""
@@ -63,7 +63,7 @@ async def proxy_socket(
             compression=None,
             proxy=None,
             open_timeout=OPEN_TIMEOUT_S,
-            max_size=4 * max_message_bytes,
+            max_size=None,  # the owner is one of ours; a big fast-forward may be any size
             user_agent_header=None,
         ) as upstream:
             logger.info("proxying a socket to %s", owner_url, extra={"room_id": socket.room_id})
@@ -107,7 +107,11 @@ async def _owner_to_client(socket: ClientSocket, upstream: ClientConnection) -> 
     async for frame in upstream:
         if socket.closing:
             return
-        socket.send(frame.encode() if isinstance(frame, str) else frame)
+        data = frame.encode() if isinstance(frame, str) else frame
+        if len(data) > PIECE_BYTES:
+            socket.send_stream(WholeMessage(data))  # a big fast-forward: as the client reads
+        else:
+            socket.send(data)
 
 
 #: the headers a forwarded request keeps

@@ -33,6 +33,16 @@ class Limits:
         panel=Panel.LIMITS,
         minimum=1,
     )
+    max_send_stall_ms: int = setting(
+        30_000,
+        "Longest a socket may take to accept the next piece of a message sent in pieces (a big"
+        " room's fast-forward) before it is closed as a slow reader, in milliseconds.",
+        panel=Panel.LIMITS,
+        minimum=1,
+        doc="A big fast-forward is written piece by piece as the client reads it, so its size "
+        "never counts against `--max-send-buffer-bytes`; this bounds a client that stops reading "
+        "in the middle.",
+    )
     max_connections: int = setting(
         50_000,
         "Most sync connections of the process (proxied ones included).",

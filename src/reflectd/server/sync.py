@@ -124,6 +124,7 @@ class SyncEndpoints:
             connection_id=next(self._connection_ids),
             max_buffer_bytes=self.settings.limits.max_send_buffer_bytes,
             opened_ms=now_ms(),
+            max_stall_ms=self.settings.limits.max_send_stall_ms,
         )
         self.sockets.add(socket)
         metrics.connection_opened()
@@ -184,7 +185,6 @@ class SyncEndpoints:
                     e.owner.address,
                     protocol=protocol,
                     peers=self.peers,
-                    max_message_bytes=self.settings.limits.max_message_bytes,
                 )
                 if reached or socket.closing or time.monotonic() >= deadline:
                     return None

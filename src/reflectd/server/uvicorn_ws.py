@@ -54,6 +54,8 @@ PARSE_SLICE_BYTES = 16 * 1024
 class FrameSink(Protocol):
     def write_frame(self, frame: bytes) -> int | None: ...
 
+    async def drained(self) -> None: ...
+
     def abort(self) -> None: ...
 
 
@@ -70,6 +72,20 @@ def text_frame(payload: bytes) -> bytes:
         header = struct.pack("!BBH", 0x81, 126, size)
     else:
         header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
+
+
+def fragment(payload: bytes, *, first: bool, final: bool) -> bytes:
+    """``payload`` as one frame of a fragmented text message (RFC 6455 5.4): the first frame
+    is a text frame, the others continuation frames; only the last is final."""
+    head = (0x80 if final else 0) | (0x01 if first else 0x00)
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", head, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", head, 126, size)
+    else:
+        header = struct.pack("!BBQ", head, 127, size)
     return header + payload
 
 
@@ -220,6 +236,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             return None
         self.transport.write(frame)
         return self.transport.get_write_buffer_size()
+
+    async def drained(self) -> None:
+        """Wait until the transport's buffer is below its low-water mark (at once if it is,
+        or if the connection is gone)."""
+        await self.writable.wait()
 
     def abort(self) -> None:
         """Close the connection at once, abandoning what is unsent."""

@@ -28,6 +28,7 @@ import asyncpg  # type: ignore[import-untyped]
 
 from reflectd.engine.records import (
     ClientRecord,
+    Entry,
     OutboxEvent,
     RememberedCall,
     RoomRecord,
@@ -60,8 +61,16 @@ T = TypeVar("T")
 DEFAULT_POOL_SIZE = 4
 
 
+class Cursor(Protocol):
+    """The part of an ``asyncpg`` cursor this backend uses."""
+
+    async def fetch(self, n: int) -> list[rows.Row]: ...
+
+
 class Connection(Protocol):
     """The part of an ``asyncpg.Connection`` this backend uses (asyncpg ships no types)."""
+
+    def cursor(self, query: str, *args: object) -> Awaitable[Cursor]: ...
 
     async def execute(self, query: str, *args: object) -> str: ...
 
@@ -288,7 +297,7 @@ class PostgresStore(PostgresWebhooks):
                     await conn.fetchval(sql.load_version, room_id),
                     connected=await conn.fetch(sql.load_connected, room_id),
                     clients=await conn.fetch(sql.load_clients, room_id),
-                    entries=await conn.fetch(sql.load_entries, room_id),
+                    entries=await _load_entries(conn, sql.load_entries, room_id),
                     text=bytes.decode,
                 )
 
@@ -474,6 +483,20 @@ class PostgresStore(PostgresWebhooks):
             self._busy -= 1
             if self._busy == 0:
                 self._idle.set()
+
+
+#: a room's entries are read this many rows at a time: decoding a big room's rows at once would
+#: hold the event loop (and every other room) for as long as they take
+LOAD_BATCH_ROWS = 5000
+
+
+async def _load_entries(conn: Connection, statement: str, room_id: str) -> dict[str, Entry]:
+    """A room's entries, read from a cursor in batches (inside the caller's transaction)."""
+    entries: dict[str, Entry] = {}
+    cursor = await conn.cursor(statement, room_id)
+    while batch := await cursor.fetch(LOAD_BATCH_ROWS):
+        rows.add_entries(entries, batch, text=bytes.decode)
+    return entries
 
 
 # ---------------------------------------------------------------------- statements

@@ -113,20 +113,26 @@ def room_snapshot(
     *,
     connected: Iterable[Row],
     clients: Iterable[Row],
-    entries: Iterable[Row],
+    entries: dict[str, Entry],
     text: Callable[[Any], str] = _same,
 ) -> RoomSnapshot:
-    """A room as loaded: rows of ``client_id``, of ``client_id, CLIENT_COLUMNS`` and of
-    ``key, version, deleted, value``."""
+    """A room as loaded: rows of ``client_id`` and of ``client_id, CLIENT_COLUMNS``, and its
+    entries (``add_entries``)."""
     return RoomSnapshot(
         version=version,
         connected_clients=frozenset(text(row[0]) for row in connected),
         clients={text(row[0]): client_record(row, text=text) for row in clients},
-        entries={
-            text(row[0]): Entry(version=row[1], deleted=bool(row[2]), value=row[3])
-            for row in entries
-        },
+        entries=entries,
     )
+
+
+def add_entries(
+    entries: dict[str, Entry], found: Iterable[Row], *, text: Callable[[Any], str] = _same
+) -> dict[str, Entry]:
+    """Add rows of ``key, version, deleted, value`` to ``entries``; returns it."""
+    for row in found:
+        entries[text(row[0])] = Entry(version=row[1], deleted=bool(row[2]), value=row[3])
+    return entries
 
 
 # ---------------------------------------------------------------------------- API keys

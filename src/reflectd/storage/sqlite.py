@@ -8,6 +8,12 @@ everything queued at once and runs it in order. Consecutive write jobs share ONE
 only its future gets the ``StorageError``; the futures of the others are resolved only after
 COMMIT returned, that is once the writes are on disk. If COMMIT fails, every job of the group
 fails. Reads run between groups and so see every write acknowledged before them.
+
+Loading a room (``load_room``, a big read: a room may hold a hundred thousand entries) runs
+instead on a reader thread with a connection of its own, in one read transaction: WAL lets it
+read while the writer commits, so a big room's load does not hold up the other rooms' turns.
+It first waits for a no-op read on the writer thread, so it too sees every write queued before
+it.
 """
 
 from __future__ import annotations
@@ -77,6 +83,8 @@ class SQLiteStore(SQLiteWebhooks):
         #: whether ``open`` creates a missing file (and its folders); else ``DatabaseNotFound``
         self._create = create
         self._queue: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
+        #: room loads, for the reader thread
+        self._loads: queue.SimpleQueue[_Job[Any]] = queue.SimpleQueue()
         self._state: Literal["new", "open", "closed"] = "new"
 
     async def open(self) -> None:
@@ -93,6 +101,21 @@ class SQLiteStore(SQLiteWebhooks):
             self._state = "closed"
             self._queue.put(_Job(None, "close", write=False))
             raise
+        # the writer created and migrated the file: the reader opens it as it is
+        reader_ready: Future[None] = Future()
+        reader = threading.Thread(
+            target=self._reader_main,
+            args=(reader_ready,),
+            name="reflectd-sqlite-reader",
+            daemon=True,
+        )
+        reader.start()
+        try:
+            await asyncio.wrap_future(reader_ready)
+        except BaseException:
+            self._state = "closed"
+            self._queue.put(_Job(None, "close", write=False))
+            raise
         self._state = "open"
 
     async def close(self) -> None:
@@ -101,6 +124,9 @@ class SQLiteStore(SQLiteWebhooks):
             self._state = "closed"
             return
         self._state = "closed"
+        stop_reader: _Job[None] = _Job(None, "close", write=False)
+        self._loads.put(stop_reader)
+        await asyncio.wrap_future(stop_reader.future)
         stop: _Job[None] = _Job(None, "close", write=False)
         self._queue.put(stop)
         await asyncio.wrap_future(stop.future)
@@ -211,7 +237,12 @@ class SQLiteStore(SQLiteWebhooks):
     # ------------------------------------------------------------------ room data
 
     async def load_room(self, room_id: str) -> RoomSnapshot:
-        return await self._call(lambda conn: _load_room(conn, room_id), f"load room {room_id!r}")
+        """On the reader thread (see the module's docstring), once the writes queued before
+        it are committed."""
+        await self._call(lambda conn: None, f"wait for the writes before loading {room_id!r}")
+        return await self._call(
+            lambda conn: _load_room(conn, room_id), f"load room {room_id!r}", jobs=self._loads
+        )
 
     async def commit(self, room_id: str, writes: RoomWrites) -> None:
         await self._call(
@@ -305,15 +336,45 @@ class SQLiteStore(SQLiteWebhooks):
     # ------------------------------------------------------------------ the writer thread
 
     async def _call(
-        self, run: Callable[[sqlite3.Connection], T], what: str, *, write: bool = False
+        self,
+        run: Callable[[sqlite3.Connection], T],
+        what: str,
+        *,
+        write: bool = False,
+        jobs: queue.SimpleQueue[_Job[Any]] | None = None,
     ) -> T:
-        """Run ``run(connection)`` on the writer thread and return its result."""
+        """Run ``run(connection)`` on the writer thread (or the thread that serves ``jobs``)
+        and return its result."""
         if self._state != "open":
             state = "closed" if self._state == "closed" else "not open yet"
             raise StorageError(f"{self.path}: cannot {what}: the store is {state}")
         job = _Job(run, what, write)
-        self._queue.put(job)
+        (self._queue if jobs is None else jobs).put(job)
         return await asyncio.wrap_future(job.future)
+
+    def _reader_main(self, ready: Future[None]) -> None:
+        """Run room loads, each in a read transaction, until the stop job."""
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+        except Exception as exc:
+            ready.set_exception(_storage_error(f"open {self.path} for reading", exc))
+            return
+        ready.set_result(None)
+        while (job := self._loads.get()).run is not None:
+            try:
+                conn.execute("BEGIN")
+            except Exception as exc:
+                if job.future.set_running_or_notify_cancel():
+                    job.future.set_exception(_storage_error(job.what, exc))
+                continue
+            try:
+                self._run_read(conn, job)
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("COMMIT")
+        conn.close()
+        if job.future.set_running_or_notify_cancel():
+            job.future.set_result(None)
 
     def _writer_main(self, ready: Future[None]) -> None:
         try:
@@ -418,9 +479,12 @@ def _load_room(conn: sqlite3.Connection, room_id: str) -> RoomSnapshot:
             " ORDER BY client_id",
             args,
         ),
-        entries=conn.execute(
-            "SELECT key, version, deleted, value FROM entries WHERE room_id = ? ORDER BY key",
-            args,
+        entries=rows.add_entries(
+            {},
+            conn.execute(
+                "SELECT key, version, deleted, value FROM entries WHERE room_id = ? ORDER BY key",
+                args,
+            ),
         ),
     )
 
