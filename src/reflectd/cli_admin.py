@@ -351,6 +351,26 @@ def rooms_contents(options: Shared, room: str) -> None:
     print()
 
 
+@admin_command(rooms, "clients", *REST, "as_json")
+def rooms_clients(options: Shared, room: str) -> None:
+    """List the clients connected to a room now, and its presence."""
+    result = call_rest(options, "GET", "rooms/clients", [("roomID", room)])
+    if options.as_json:
+        print(json.dumps(result))
+        return
+    table = Table("clientID", "userID", "connected since", "last mutation ID")
+    for client in result["clients"]:
+        table.add_row(
+            client["clientID"],
+            client["userID"],
+            utc_time(client["connectedMs"]),
+            str(client["lastMutationID"]),
+        )
+    Console().print(table)
+    source = "" if result["live"] else " (read from storage: the room is not loaded here)"
+    stderr.print(f"present: {', '.join(result['presence']) or 'nobody'}{source}")
+
+
 @admin_command(rooms, "create", *REST, "as_json")
 def rooms_create(
     options: Shared,

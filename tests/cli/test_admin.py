@@ -176,6 +176,25 @@ def test_connections_invalidate(server: Server) -> None:
         _invalidate(stack, server)
 
 
+def test_rooms_clients_lists_who_is_connected(server: Server) -> None:
+    with contextlib.ExitStack() as stack:
+        _connect(stack, server, "r1", "a", "u1")
+        _connect(stack, server, "r1", "b", "u2")
+        listed = json_of(server, "clients", "r1")
+        assert [(c["clientID"], c["userID"]) for c in listed["clients"]] == [
+            ("a", "u1"),
+            ("b", "u2"),
+        ]
+        assert listed["live"] is True
+        table = rooms(server, "clients", "r1")
+        assert table.exit_code == 0
+        for text in ("clientID", "u1", "u2", " UTC"):
+            assert text in table.stdout
+        assert "present:" in table.stderr
+    result = rooms(server, "clients", "nope")
+    assert 'error: HTTP 404: Room "nope" not found' in plain(result.stderr)
+
+
 def _invalidate(stack: contextlib.ExitStack, server: Server) -> None:
     a = _connect(stack, server, "r1", "a", "u1")
     b = _connect(stack, server, "r2", "b", "u2")
