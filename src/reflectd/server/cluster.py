@@ -11,7 +11,7 @@ REST API's ``RoomCommands`` for such a node: invalidations are announced to ever
 closes its matching sockets; a proxied socket closes when its owner-side socket does), a
 delete first tells the owner to drop the room, and the contents of a room that lives on
 another node are read from the store (commits happen before pokes, so the committed state is
-the truth).
+the truth), while its connected clients are asked of that node (they live in its memory).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import logging
 
 from msgspec import Raw
 
+from reflectd.errors import NotOwner
 from reflectd.server.rest.commands import ROOM_GONE, RoomCommands
-from reflectd.server.rest.wire import Empty, GetRoomContentsResult
+from reflectd.server.rest.wire import Empty, GetRoomContentsResult, RoomClientsResult
 from reflectd.server.rooms import RoomRegistry
 from reflectd.storage.control import ControlBus, ControlMessage, ControlOp
 
@@ -96,6 +97,16 @@ class ClusterCommands(RoomCommands):
         snapshot = await self.store.load_room(room_id)
         contents = {key: Raw(e.value) for key, e in snapshot.entries.items() if not e.deleted}
         return GetRoomContentsResult(contents)
+
+    async def clients(self, room_id: str) -> RoomClientsResult:
+        """Answered by the node that runs the room (``NotOwner``: the request is forwarded to
+        it), or from the store when no node does."""
+        actor = self.registry.actors.get(room_id)
+        if (actor is None or actor.stopped) and self.registry.leases is not None:
+            owner = await self.registry.leases.current_lease(room_id)
+            if owner is not None and owner.node_id != self.registry.node_id and owner.address:
+                raise NotOwner(owner)
+        return await super().clients(room_id)
 
     async def delete(self, room_id: str) -> Empty:
         record = await self._record(room_id)

@@ -158,9 +158,9 @@ async def get_room_contents(commands: RoomCommands, query: RoomQuery) -> GetRoom
 async def list_room_clients(commands: RoomCommands, query: RoomQuery) -> RoomClientsResult:
     """The clients connected to the room now (clientID, userID, since when, last mutation
     id) and the room's presence: the clientIDs its clients see as present. A reflectd
-    addition. A room not loaded on this node is read from storage: with one node, no client is
-    connected to it; in a cluster, another node may own it and the answer is as of that
-    node's last turn, without `connectedMs`. A deleted room has no clients."""
+    addition. In a cluster, the node that runs the room answers (the request is forwarded to
+    it). A room that no node runs is read from storage, where no client is connected to it
+    (`live` false). A deleted room has no clients."""
     return await commands.clients(query.room_id)
 
 

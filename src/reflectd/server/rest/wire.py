@@ -292,9 +292,8 @@ class RoomClientsResult(msgspec.Struct, forbid_unknown_fields=True):
     live: Annotated[
         bool,
         Meta(
-            description="true: this node runs the room and answers from memory; false: the "
-            "room is not loaded here (no one connected, or another node of a cluster owns "
-            "it) and the answer is read from storage, as of the owner's last turn."
+            description="true: the node that runs the room answers from memory; false: no "
+            "node runs the room and the answer is read from storage."
         ),
     ]
 
