@@ -74,9 +74,8 @@ def mutate_as_server(room: Room, mutation: ServerMutation) -> MutationApplied | 
         auth=server_auth(mutation.key_name),
     )
     result = room.run_call(call)
-    room.mutation_outcomes[
-        mutation.name, "error" if isinstance(result, CallFailed) else "applied"
-    ] += 1
+    failed = isinstance(result, CallFailed)
+    room.mutation_outcomes[mutation.name, "error" if failed else "applied"] += 1
     if isinstance(result, CallFailed):
         return result
     _changed(room, version)
