@@ -104,13 +104,11 @@ class PokeFrames:
         if frame is None:
             self._kept.append(pokes)
             parts = self._parts
-            encoded = []
-            for poke in pokes:
-                part = parts.get(id(poke))
-                if part is None:
-                    part = parts[id(poke)] = _encoder.encode(poke)
-                encoded.append(part)
-            frame = self._frames[key] = self._prefix + b",".join(encoded) + b"]}]"
+            # (comprehensions and ``map``: this runs for each client and each of its pokes)
+            for poke in [poke for poke in pokes if id(poke) not in parts]:
+                parts[id(poke)] = _encoder.encode(poke)
+            body = b",".join(map(parts.__getitem__, key))
+            frame = self._frames[key] = self._prefix + body + b"]}]"
         return frame
 
 
