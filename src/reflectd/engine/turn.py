@@ -158,6 +158,8 @@ class _Turn:
         #: the mutations' pokes not yet in ``pokes``: (client group of the mutation, its
         #: poke to that group, its poke to the others), handed out by ``_hand_out_pokes``
         self.mutation_pokes: list[tuple[str, Poke, Poke]] = []
+        #: every poke of the turn's mutations, encoded ahead of the frames
+        self.all_mutation_pokes: list[Poke] = []
         #: client -> the streamed patch of its first poke (a big fast-forward)
         self.streamed: dict[str, PatchPieces] = {}
         #: cookie of a mutation's poke -> the mutation's timestamps (a poke is replaced, not
@@ -313,6 +315,7 @@ class _Turn:
         if m.timestamps is not None:
             self.timestamps[version] = m.timestamps
         self.mutation_pokes.append((m.client_group_id, own, other))
+        self.all_mutation_pokes += (own, other)
         self._set_version(version)
 
     def _hand_out_pokes(self) -> None:
@@ -423,6 +426,7 @@ class _Turn:
         """Queue one poke message per client that has pokes; record the cookies sent."""
         self._hand_out_pokes()
         frames = PokeFrames(request_id)
+        frames.encode_ahead(self.all_mutation_pokes)
         for c in self.recipients:
             c.sent_initial_presence = True
             pokes = self.pokes[c.client_id]
