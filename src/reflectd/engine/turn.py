@@ -155,9 +155,6 @@ class _Turn:
         #: only clients connected at the start of the turn receive its pokes
         self.recipients: list[Connection] = list(room.connections.values())
         self.pokes: dict[str, list[Poke]] = {c.client_id: [] for c in self.recipients}
-        #: the mutations' pokes not yet in ``pokes``: (client group of the mutation, its
-        #: poke to that group, its poke to the others), handed out by ``_hand_out_pokes``
-        self.mutation_pokes: list[tuple[str, Poke, Poke]] = []
         #: every poke of the turn's mutations, encoded ahead of the frames
         self.all_mutation_pokes: list[Poke] = []
         #: client -> the streamed patch of its first poke (a big fast-forward)
@@ -314,19 +311,10 @@ class _Turn:
         other = _replace(own, last_mutation_id_changes={})
         if m.timestamps is not None:
             self.timestamps[version] = m.timestamps
-        self.mutation_pokes.append((m.client_group_id, own, other))
+        for c in self.recipients:
+            self.pokes[c.client_id].append(own if c.client_group_id == m.client_group_id else other)
         self.all_mutation_pokes += (own, other)
         self._set_version(version)
-
-    def _hand_out_pokes(self) -> None:
-        """Append the mutations' pokes to each client's, in order: once per turn rather than
-        once per mutation and client (a room of many clients pokes each of them per mutation)."""
-        shared, self.mutation_pokes = self.mutation_pokes, []
-        if not shared:
-            return
-        for c in self.recipients:
-            group = c.client_group_id
-            self.pokes[c.client_id] += [own if g == group else other for g, own, other in shared]
 
     # --------------------------------------------------------------------- client GC
 
@@ -400,7 +388,6 @@ class _Turn:
     def add_presence(self) -> None:
         """Attach presence patches to each client's first poke: the whole set for a client
         that has not had it yet, the changes for the others."""
-        self._hand_out_pokes()
         added = sorted(self.next_connected - self.previous_connected)
         removed = sorted(self.previous_connected - self.next_connected)
         incremental: list[PresenceOp] = []
@@ -424,7 +411,6 @@ class _Turn:
 
     def send_pokes(self, request_id: str) -> None:
         """Queue one poke message per client that has pokes; record the cookies sent."""
-        self._hand_out_pokes()
         frames = PokeFrames(request_id)
         frames.encode_ahead(self.all_mutation_pokes)
         for c in self.recipients:
@@ -461,7 +447,6 @@ class _Turn:
     # --------------------------------------------------------------------- helpers
 
     def _poke_everyone(self, version: int, patch: Raw) -> None:
-        self._hand_out_pokes()
         poke = Poke(
             base_cookie=self.version,
             cookie=version,
