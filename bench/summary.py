@@ -34,6 +34,15 @@ def _get(*path: str) -> Callable[[dict[str, Any]], float | None]:
     return get
 
 
+def _per_confirmed(result: dict[str, Any], cpu_key: str) -> float | None:
+    """CPU microseconds per confirmed mutation: the CPU seconds of the whole run (connecting
+    and closing the clients included) over the mutations confirmed in it."""
+    cpu_s, confirmed = result.get(cpu_key), result.get("confirmed")
+    if cpu_s is None or not confirmed:
+        return None
+    return float(cpu_s) * 1e6 / confirmed
+
+
 def _ms_to_s(get: Callable[[dict[str, Any]], float | None]) -> Callable[..., float | None]:
     return lambda r: None if (v := get(r)) is None else v / 1000
 
@@ -57,6 +66,10 @@ METRICS: tuple[Metric, ...] = (
            _get("confirmedPerSec")),
     Metric("proto-rooms", "latency_p50", "protocol: many rooms, confirm p50", "ms", "lower",
            _get("confirmLatencyMs", "p50")),
+    Metric("proto-rooms", "server_cpu", "protocol: many rooms, server CPU per confirmed", "us",
+           "lower", lambda r: _per_confirmed(r, "serverCpuS")),
+    Metric("proto-rooms", "loadgen_cpu", "protocol: many rooms, load generator CPU per confirmed",
+           "us", "lower", lambda r: _per_confirmed(r, "loadgenCpuS")),
     Metric("fanout", "p50", "protocol: big room, poke latency p50", "ms", "lower",
            _get("pokeLatencyMs", "p50")),
     Metric("fanout", "p99", "protocol: big room, poke latency p99", "ms", "lower",
@@ -134,6 +147,12 @@ GOALS: tuple[dict[str, Any], ...] = (
     {"goal": "protocol 100 rooms x 2 clients >= 10,000 confirmed mutations/s",
      "workload": "proto-rooms", "metric": "throughput", "kind": "value", "op": ">=",
      "bound": 10_000, "sizes": {"proto_rooms": 100, "proto_clients": 2}},
+    {"goal": "protocol 100 rooms x 2 clients >= 3.5x the original's confirmed mutations/s",
+     "workload": "proto-rooms", "metric": "throughput", "kind": "ratio", "op": ">=",
+     "bound": 3.5, "sizes": {"proto_rooms": 100, "proto_clients": 2}},
+    {"goal": "protocol 1 room x 50 clients >= 10x the original's confirmed mutations/s",
+     "workload": "proto-rooms", "metric": "throughput", "kind": "ratio", "op": ">=",
+     "bound": 10.0, "sizes": {"proto_rooms": 1, "proto_clients": 50}},
     {"goal": "500-client room poke p99 <= 150 ms", "workload": "fanout", "metric": "p99",
      "kind": "value", "op": "<=", "bound": 150,
      "sizes": {"fanout_clients": 500, "fanout_writers": 25, "fanout_rate": 5.0}},

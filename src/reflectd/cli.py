@@ -32,6 +32,7 @@ from reflectd.js import JsRuntime
 from reflectd.loader import AppLoadError, load_app
 from reflectd.logs import LOG_LEVELS, LogFormat, configure_logging
 from reflectd.server.asgi import ReflectServer
+from reflectd.server.gc_tuning import tune_gc
 from reflectd.server.uvicorn_ws import WebSocketProtocol
 
 cli = typer.Typer(
@@ -86,6 +87,7 @@ def _serve(app: str, settings: Settings) -> None:
     _configure(process.log_level, process.log_format)
     server = ReflectServer(_load(app, settings), server_settings)
     config = uvicorn.Config(server.asgi, lifespan="on", **_uvicorn_options(settings))
+    tune_gc()
     _DrainingServer(config, server).run()
 
 

@@ -155,6 +155,8 @@ class _Turn:
         #: only clients connected at the start of the turn receive its pokes
         self.recipients: list[Connection] = list(room.connections.values())
         self.pokes: dict[str, list[Poke]] = {c.client_id: [] for c in self.recipients}
+        #: every poke of the turn's mutations, encoded ahead of the frames
+        self.all_mutation_pokes: list[Poke] = []
         #: client -> the streamed patch of its first poke (a big fast-forward)
         self.streamed: dict[str, PatchPieces] = {}
         #: cookie of a mutation's poke -> the mutation's timestamps (a poke is replaced, not
@@ -311,6 +313,7 @@ class _Turn:
             self.timestamps[version] = m.timestamps
         for c in self.recipients:
             self.pokes[c.client_id].append(own if c.client_group_id == m.client_group_id else other)
+        self.all_mutation_pokes += (own, other)
         self._set_version(version)
 
     # --------------------------------------------------------------------- client GC
@@ -409,6 +412,7 @@ class _Turn:
     def send_pokes(self, request_id: str) -> None:
         """Queue one poke message per client that has pokes; record the cookies sent."""
         frames = PokeFrames(request_id)
+        frames.encode_ahead(self.all_mutation_pokes)
         for c in self.recipients:
             c.sent_initial_presence = True
             pokes = self.pokes[c.client_id]

@@ -104,14 +104,21 @@ class PokeFrames:
         if frame is None:
             self._kept.append(pokes)
             parts = self._parts
-            encoded = []
-            for poke in pokes:
-                part = parts.get(id(poke))
-                if part is None:
-                    part = parts[id(poke)] = _encoder.encode(poke)
-                encoded.append(part)
-            frame = self._frames[key] = self._prefix + b",".join(encoded) + b"]}]"
+            # (``map``, no loop of our own: this runs for each client and each of its pokes)
+            try:
+                body = b",".join(map(parts.__getitem__, key))
+            except KeyError:
+                self.encode_ahead(pokes)
+                body = b",".join(map(parts.__getitem__, key))
+            frame = self._frames[key] = self._prefix + body + b"]}]"
         return frame
+
+    def encode_ahead(self, pokes: list[Poke]) -> None:
+        """Encode those of ``pokes`` not encoded yet (the turn's own, before its frames)."""
+        self._kept.append(pokes)
+        parts = self._parts
+        for poke in [poke for poke in pokes if id(poke) not in parts]:
+            parts[id(poke)] = _encoder.encode(poke)
 
 
 def encode_patch(ops: Sequence[PatchOp]) -> Raw:

@@ -184,7 +184,8 @@ class RoomActor:
         """Let an app runtime run the turn's mutations ahead, while the event loop goes on
         (with the other rooms' that ask at the same time)."""
         runtime = self.room.handlers.runtime
-        if isinstance(runtime, AsyncAppRuntime):
+        # (a Python app has none; an isinstance check against a Protocol is slow)
+        if runtime is not None and isinstance(runtime, AsyncAppRuntime):
             calls = planned_calls(self.room)
             if calls:
                 self.room.prepare(calls, await runtime.run_async(self.room, calls))
