@@ -29,7 +29,7 @@ servers.
 
 from bench.loadgen.bigroom import big_room_workload
 from bench.loadgen.client import ConnectError, ProtoClient
-from bench.loadgen.fanout import fanout_workload
+from bench.loadgen.fanout import fanout_processes, fanout_workload
 from bench.loadgen.idle import idle_workload
 from bench.loadgen.process import cpu_seconds, raise_fd_limit, rss_kib, run_async
 from bench.loadgen.rooms import rooms_workload
@@ -52,6 +52,7 @@ __all__ = [
     "Restart",
     "big_room_workload",
     "cpu_seconds",
+    "fanout_processes",
     "fanout_workload",
     "idle_workload",
     "raise_fd_limit",

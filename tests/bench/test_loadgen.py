@@ -120,3 +120,32 @@ def test_big_room_joiners_get_every_key_after_a_restart(reflectd: Target) -> Non
 
 def test_rss_of_this_process() -> None:
     assert loadgen.rss_kib(os.getpid()) > 1000
+
+
+def test_fanout_split_and_merge() -> None:
+    from bench.loadgen.fanout import merge_shares, split
+
+    assert split(5, 2) == [(0, 3), (3, 2)]
+    assert [n for _, n in split(5000, 3)] == [1667, 1667, 1666]
+    lead = {"sent": {("e/a", 1): 10.0, ("e/a", 2): 20.0}, "arrivals": {("e/a", 1): [15.0]},
+            "live": 1, "connectFailures": 0, "connectAllMs": 5.0, "errors": []}  # fmt: skip
+    other = {"sent": {}, "arrivals": {("e/a", 1): [12.0, 14.0], ("e/a", 2): [21.0, 22.0]},
+             "live": 2, "connectFailures": 1, "connectAllMs": 7.0, "errors": []}  # fmt: skip
+    merged = merge_shares([lead, other])
+    assert merged["mutations"] == 2
+    assert merged["deliveries"] == 5
+    assert merged["expectedDeliveries"] == 6
+    assert merged["connectFailures"] == 1
+    assert merged["connectAllMs"] == 7.0
+    assert merged["pokeLatencyMs"]["max"] == 5.0
+    assert merged["pokeLatencyMs"]["min"] == 1.0
+
+
+def test_fanout_over_two_processes(reflectd: Target) -> None:
+    result = loadgen.fanout_processes(
+        reflectd.url, procs=2, clients=6, writers=2, rate=10, duration=0.5, settle_s=0.3,
+        tail_s=0.5,
+    )  # fmt: skip
+    assert result["mutations"] >= 8
+    assert result["deliveries"] == result["expectedDeliveries"] == result["mutations"] * 6
+    assert len(result["loadgenProcCpuS"]) == 2
