@@ -32,7 +32,8 @@ class Sizes:
     fanout_writers: int = 25
     fanout_rate: float = 5.0
     fanout_duration: float = 10.0
-    #: load-generator processes that share the fanout's clients (the first holds the writers)
+    #: >1: load-generator processes that share the fanout's listening clients (the writers
+    #: then get one more of their own); 1: everything in the benchmark's process
     fanout_procs: int = 1
     idle_connections: int = 10_000
     storm_clients: int = 5000

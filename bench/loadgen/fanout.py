@@ -1,9 +1,10 @@
 """``fanout``: one room with many clients of which a few write at a fixed rate: how long until
 every client got the poke carrying a mutation (poke latency p50/p99).
 
-With ``procs`` > 1 the clients are spread over that many load-generator processes (one Python
-process cannot decode every poke of a room beyond 1,500-2,000 clients): the first process
-holds the writers; each process records when each write reached each of its clients, and the
+With ``procs`` > 1 the clients that only listen are spread over that many load-generator
+processes (one Python process cannot decode every poke of a room beyond 1,500-2,000 clients)
+and the writers get a process of their own, so that decoding does not delay their schedule;
+each process records when each write reached each of its clients, and the
 parent merges these arrival times with the writers' send times (``time.monotonic`` is one
 clock for every process of the machine)."""
 
@@ -193,15 +194,16 @@ def fanout_processes(
     settle_s: float = 1.0,
     tail_s: float = 2.0,
 ) -> dict[str, Any]:
-    """``fanout_workload`` with its clients spread over ``procs`` processes (the first holds
-    the writers; all start writing, and stop listening, together). ``loadgenProcCpuS``: the
-    CPU-seconds of each process."""
+    """``fanout_workload`` with the writers in one process and the other clients spread over
+    ``procs`` more (all start writing, and stop listening, together). ``loadgenProcCpuS``: the
+    CPU-seconds of each process, the writers' first."""
     ctx = multiprocessing.get_context("spawn")
     room = unique("fan-")
-    barrier = ctx.Barrier(procs)
+    shares = [(0, writers)] + [(writers + f, n) for f, n in split(clients - writers, procs)]
+    barrier = ctx.Barrier(len(shares))
     out = ctx.Queue()
     processes = []
-    for i, (first, n) in enumerate(split(clients, procs)):
+    for i, (first, n) in enumerate(shares):
         options = {
             "clients": n, "first": first, "writers": writers if i == 0 else 0, "rate": rate,
             "duration": duration, "settle_s": settle_s, "tail_s": tail_s,
@@ -209,13 +211,14 @@ def fanout_processes(
         p = ctx.Process(target=_share_process, args=(url, room, options, barrier, out))
         p.start()
         processes.append(p)
-    shares = [out.get(timeout=duration + 900) for _ in processes]
+    done = [out.get(timeout=duration + 900) for _ in processes]
     for p in processes:
         p.join()
-    failed = [s["failed"] for s in shares if "failed" in s]
+    failed = [s["failed"] for s in done if "failed" in s]
     if failed:
         raise RuntimeError("; ".join(failed))
-    result = _result(merge_shares(shares), clients, writers, rate, duration)
-    result["loadgenProcs"] = procs
-    result["loadgenProcCpuS"] = [round(s["cpuS"], 2) for s in shares]
+    done.sort(key=lambda s: -len(s["sent"]))  # the writers' process first
+    result = _result(merge_shares(done), clients, writers, rate, duration)
+    result["loadgenProcs"] = len(processes)
+    result["loadgenProcCpuS"] = [round(s["cpuS"], 2) for s in done]
     return result
