@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,15 +28,6 @@ pytestmark = pytest.mark.interop
 
 ROOM_A = "faults-a"
 ROOM_B = "faults-b"
-
-
-@pytest.fixture
-def clients(node_ready: str, tmp_path: Path) -> Iterator[NodeClients]:
-    driver = NodeClients(log_path=tmp_path / "driver.log")
-    try:
-        yield driver
-    finally:
-        driver.stop()
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +46,6 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     schema = new_schema()
     yield f"{POSTGRES_URL}?schema={schema}"
     await drop_schema(schema)
-
-
-@pytest.fixture
-def clients(node_ready: str, tmp_path: Path) -> Iterator[NodeClients]:
-    driver = NodeClients(log_path=tmp_path / "driver.log")
-    try:
-        yield driver
-    finally:
-        driver.stop()
 
 
 async def stored(db: str) -> tuple[list[Any], int]:
