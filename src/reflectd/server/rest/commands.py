@@ -207,7 +207,7 @@ class RoomCommands:
     ) -> MutateResult:
         """Run the app's mutator ``name`` in the room for its backend; answers once committed.
         ``NotOwner`` when another node owns the room."""
-        await self._writable(room_id)
+        _check_writable(await self._record(room_id))
         if not self.registry.handlers.has_mutator(name):
             raise UNKNOWN_MUTATOR.error(name=name)
         if idempotency_key is not None:
@@ -246,7 +246,8 @@ class RoomCommands:
             if not ROOM_ID_PATTERN.fullmatch(room_id):
                 raise INVALID_ROOM_ID.error(room_id=room_id)
             await self.registry.create_room(room_id, "")
-        await self._writable(room_id)
+            record = await self._record(room_id)
+        _check_writable(record)
         actor = await self.registry.actor(room_id)
         outcome: ImportApplied = await actor.call(
             partial(import_contents, contents=values, replace=mode == "replace")
@@ -278,13 +279,6 @@ class RoomCommands:
                 raise INVALID_CONTENTS.error(key=quoted, reason=reason)
             values[key] = value
         return values
-
-    async def _writable(self, room_id: str) -> None:
-        record = await self._record(room_id)
-        if record.status == "deleted":
-            raise ROOM_GONE.error(room_id=room_id)
-        if record.status == "closed":
-            raise ROOM_CLOSED.error(room_id=room_id)
 
     async def invalidate_all(self) -> Empty:
         closed = self.registry.close_connections(lambda socket: True)
@@ -332,6 +326,14 @@ async def forget_old_calls(store: Store) -> None:
             if forgotten:
                 logger.info("forgot %d idempotency keys older than 24 h", forgotten)
         await asyncio.sleep(FORGET_EVERY_S)
+
+
+def _check_writable(record: RoomRecord) -> None:
+    """A room takes changes from the backend while it is open."""
+    if record.status == "deleted":
+        raise ROOM_GONE.error(room_id=record.room_id)
+    if record.status == "closed":
+        raise ROOM_CLOSED.error(room_id=record.room_id)
 
 
 def _live_contents(room: Room) -> dict[str, Raw]:
